@@ -28,3 +28,742 @@ class RunConfig:
   from_checkpoint: str = ''      # checkpoint directory to start from
   offline_replay: str = ''       # train only from this replay directory, no env interaction
   max_nonfinite: int = 50        # consecutive skipped non-finite updates that stop the run
+
+
+# ---------------------------------------------------------------------------
+# The mechanism below is generic over any nested frozen-dataclass schema. An
+# algorithm package defines its top-level `Config` (fields algo, suite, size,
+# run, env, replay, agent) and a `Presets` value; its `main.py` calls
+# `parse(sys.argv[1:], PRESETS, prog='dreamer.main')`.
+# ---------------------------------------------------------------------------
+
+import argparse
+import collections.abc
+import difflib
+import os
+import sys
+import types
+import typing
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import yaml
+
+PRECISIONS = ('auto', 'float32', 'bfloat16')
+_TRUE = ('true', 'yes', 'on', '1')
+_FALSE = ('false', 'no', 'off', '0')
+_NONE = ('none', 'null', '~')
+# Top-level fields that record which presets built the config; set by flags.
+_RECORDED = {'algo': '--config', 'suite': '--suite', 'size': '--size'}
+# Dedicated flags -> the field they set.
+FLAG_KEYS = {
+    'logdir': 'run.logdir', 'seed': 'run.seed', 'steps': 'run.steps',
+    'eval_only': 'run.eval_only', 'from_checkpoint': 'run.from_checkpoint',
+    'env': 'env.name'}
+
+
+class ConfigError(ValueError):
+  """A bad config; its message is one line that names the key and the fix."""
+
+
+class Presets(NamedTuple):
+  """Everything `compose` needs to build one algorithm package's configs.
+
+  base: the schema's top-level dataclass type (or any zero-argument factory,
+    or a ready instance) giving the defaults every preset starts from.
+  algos, suites, sizes: name -> function(Config) -> Config, applied in that
+    order. Each receives a config whose `algo`/`suite`/`size` already names
+    the preset being applied, so a size preset may branch on `config.algo`.
+  suite_for_env: env name -> suite name ('' or None: apply no suite preset).
+  default_size: the size preset used when `--size` is not given ('' for none).
+  default_algo: the algorithm used when `--config` is not given ('' means
+    required, unless there is only one algorithm).
+  validators: extra checks `function(Config) -> None` that raise ConfigError
+    (or ValueError), run by `validate` after the built-in ones.
+  """
+  base: Any
+  algos: dict
+  suites: dict
+  sizes: dict
+  suite_for_env: Callable[[str], Optional[str]]
+  default_size: str = ''
+  default_algo: str = ''
+  validators: tuple = ()
+
+
+# --- Types -----------------------------------------------------------------
+
+def _hints(cls) -> dict:
+  """Field name -> type, resolving string annotations (PEP 563)."""
+  try:
+    return typing.get_type_hints(cls)
+  except Exception:  # unresolvable forward reference: fall back per field
+    return {f.name: f.type if not isinstance(f.type, str) else Any
+            for f in dataclasses.fields(cls)}
+
+
+def _init_fields(obj_or_cls):
+  return [f for f in dataclasses.fields(obj_or_cls) if f.init]
+
+
+def _is_union(hint) -> bool:
+  return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _element_hints(hint, current):
+  """Element types of a tuple/list hint: (types, variadic)."""
+  args = typing.get_args(hint)
+  if args and args[-1] is Ellipsis:
+    return (args[0],), True
+  if args:
+    return args, False
+  # Bare `tuple`: infer from the current value if its elements agree.
+  kinds = {type(x) for x in current or ()}
+  if len(kinds) == 1:
+    return (kinds.pop(),), True
+  return (Any,), True
+
+
+def _type_name(hint, current=None) -> str:
+  origin = typing.get_origin(hint)
+  if hint is Any:
+    return 'any value'
+  if hint is type(None):
+    return 'None'
+  if origin is typing.Literal:
+    return 'one of ' + ', '.join(repr(a) for a in typing.get_args(hint))
+  if _is_union(hint):
+    return ' or '.join(_type_name(a) for a in typing.get_args(hint))
+  if hint in (tuple, list) or origin in (tuple, list):
+    elements, variadic = _element_hints(hint, current)
+    container = 'tuple' if (hint is tuple or origin is tuple) else 'list'
+    if variadic:
+      inner = _type_name(elements[0])
+      return container if inner == 'any value' else f'{container} of {inner}'
+    return f'{container} ({", ".join(_type_name(e) for e in elements)})'
+  if origin is dict:
+    return 'mapping'
+  return getattr(hint, '__name__', str(hint))
+
+
+class _BadValue(Exception):
+  pass
+
+
+def _split_items(text: str) -> list:
+  """Splits '1, (2, 3), "a,b"' at top-level commas."""
+  items, depth, quote, start = [], 0, '', 0
+  for i, char in enumerate(text):
+    if quote:
+      quote = '' if char == quote else quote
+    elif char in '\'"':
+      quote = char
+    elif char in '([{':
+      depth += 1
+    elif char in ')]}':
+      depth -= 1
+    elif char == ',' and depth == 0:
+      items.append(text[start:i])
+      start = i + 1
+  items.append(text[start:])
+  items = [item.strip() for item in items]
+  if items and items[-1] == '' and len(items) > 1:  # trailing comma: '96,'
+    items.pop()
+  return items
+
+
+def _unquote(text: str) -> str:
+  if len(text) >= 2 and text[0] == text[-1] and text[0] in '\'"':
+    return text[1:-1]
+  return text
+
+
+def _auto(text: str):
+  """A scalar of unknown type from text: int, float, bool, None or str."""
+  for convert in (int, float):
+    try:
+      return convert(text)
+    except ValueError:
+      pass
+  if text.lower() in ('true', 'false'):
+    return text.lower() == 'true'
+  if text.lower() in _NONE:
+    return None
+  return _unquote(text)
+
+
+def _coerce(value, hint, current=None, mode='cli'):
+  """Converts `value` to type `hint`; raises _BadValue when it does not fit.
+
+  mode 'cli': `value` may be command-line text ('96,96', '1e6', 'yes');
+  'yaml': a loaded YAML value (text still accepted for numbers, '1e-4');
+  'strict': a Python value that must already have the type (validation).
+  `current` is the field's present value (element type of a bare `tuple`).
+  """
+  origin = typing.get_origin(hint)
+  text = value.strip() if isinstance(value, str) and mode != 'strict' else None
+  if hint is Any:
+    return _auto(text) if text is not None and mode == 'cli' else value
+  if hint is type(None):
+    if value is None or (text is not None and text.lower() in _NONE):
+      return None
+    raise _BadValue()
+  if _is_union(hint):
+    members = typing.get_args(hint)
+    if type(None) in members and (
+        value is None or (text is not None and text.lower() in _NONE)):
+      return None
+    for member in members:
+      if member is type(None):
+        continue
+      try:
+        return _coerce(value, member, current, mode)
+      except _BadValue:
+        pass
+    raise _BadValue()
+  if origin is typing.Literal:
+    for option in typing.get_args(hint):
+      try:
+        if _coerce(value, type(option), None, mode) == option:
+          return option
+      except _BadValue:
+        pass
+    raise _BadValue()
+  if hint is bool:
+    if isinstance(value, bool):
+      return value
+    if isinstance(value, int) and value in (0, 1) and mode != 'strict':
+      return bool(value)
+    if text is not None and text.lower() in _TRUE + _FALSE:
+      return text.lower() in _TRUE
+    raise _BadValue()
+  if hint is int:
+    if isinstance(value, bool):
+      raise _BadValue()
+    if isinstance(value, int):
+      return value
+    if mode == 'strict':
+      raise _BadValue()
+    number = value
+    if text is not None:
+      try:
+        return int(text)
+      except ValueError:
+        try:
+          number = float(text)  # '1e6'
+        except ValueError:
+          raise _BadValue() from None
+    if isinstance(number, float) and number.is_integer():
+      return int(number)
+    raise _BadValue()
+  if hint is float:
+    if isinstance(value, bool):
+      raise _BadValue()
+    if isinstance(value, (int, float)):
+      return float(value)
+    try:
+      return float(text)
+    except (TypeError, ValueError):
+      raise _BadValue() from None
+  if hint is str:
+    if isinstance(value, str):
+      return _unquote(value) if mode == 'cli' else value
+    raise _BadValue()
+  if origin is collections.abc.Sequence:
+    args = typing.get_args(hint)
+    hint, origin = (tuple[args[0], ...], tuple) if args else (tuple, None)
+  if hint in (tuple, list) or origin in (tuple, list):
+    container = tuple if (hint is tuple or origin is tuple) else list
+    if text is not None:
+      if text[:1] in '([':
+        if text[-1:] not in ')]':
+          raise _BadValue()
+        text = text[1:-1].strip()
+      items = _split_items(text) if text else []
+    elif isinstance(value, (list, tuple)):
+      if mode == 'strict' and not isinstance(value, container):
+        raise _BadValue()
+      items = list(value)
+    else:
+      raise _BadValue()
+    elements, variadic = _element_hints(hint, current)
+    if not variadic and len(items) != len(elements):
+      raise _BadValue()
+    return container(
+        _coerce(item, elements[0] if variadic else elements[i], None, mode)
+        for i, item in enumerate(items))
+  if origin is dict or hint is dict:
+    if text is not None and mode == 'cli':
+      try:
+        value = yaml.safe_load(text)
+      except yaml.YAMLError:
+        raise _BadValue() from None
+    if not isinstance(value, dict):
+      raise _BadValue()
+    args = typing.get_args(hint)
+    if not args:
+      return dict(value)
+    return {_coerce(k, args[0], None, mode): _coerce(v, args[1], None, mode)
+            for k, v in value.items()}
+  if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+    if isinstance(value, hint):
+      return value
+    if isinstance(value, dict):
+      return _from_dict(value, hint, '')
+    raise _BadValue()
+  if isinstance(hint, type) and isinstance(value, hint):
+    return value
+  if mode == 'strict' and not isinstance(hint, type):
+    return value  # a form this module does not parse (Callable, ...)
+  raise _BadValue()
+
+
+def _show(value) -> str:
+  return repr(value) if isinstance(value, str) else f'{value!r} ({type(value).__name__})'
+
+
+def _convert(value, hint, current, label, mode='cli'):
+  try:
+    return _coerce(value, hint, current, mode)
+  except _BadValue:
+    raise ConfigError(f'{label}: expected {_type_name(hint, current)}, '
+                      f'got {_show(value)}') from None
+
+
+# --- Keys ------------------------------------------------------------------
+
+def keys(config, prefix='') -> list:
+  """All dotted keys of a config: sections and leaf fields, in field order."""
+  result = []
+  for field in _init_fields(config):
+    key = prefix + field.name
+    result.append(key)
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      result += keys(value, key + '.')
+  return result
+
+
+def _unknown_key(key, valid, what='config key') -> ConfigError:
+  leaf = key.split('.')[-1]
+  same_leaf = [k for k in valid if k.split('.')[-1] == leaf]
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  leaf_close = [k for k in valid if difflib.get_close_matches(
+      leaf, [k.split('.')[-1]], n=1, cutoff=0.8)]
+  suggestions = list(dict.fromkeys(same_leaf + close + leaf_close))[:3]
+  if suggestions:
+    return ConfigError(f"unknown {what} '{key}'; did you mean "
+                       f"{' or '.join(suggestions)}?")
+  top = [k for k in valid if '.' not in k]
+  return ConfigError(f"unknown {what} '{key}'; top-level keys are "
+                     f"{', '.join(top)}")
+
+
+def get(config, key: str):
+  """The value at a dotted key, e.g. get(config, 'run.seed')."""
+  value = config
+  for part in key.split('.'):
+    if not dataclasses.is_dataclass(value) or part not in {
+        f.name for f in _init_fields(value)}:
+      raise _unknown_key(key, keys(config))
+    value = getattr(value, part)
+  return value
+
+
+def _replace(obj, label, **changes):
+  try:
+    return dataclasses.replace(obj, **changes)
+  except (ValueError, TypeError) as e:  # a __post_init__ check
+    raise ConfigError(f'{label}: {e}') from None
+
+
+def set_value(config, key: str, value, label: str = ''):
+  """Returns `config` with the field at dotted `key` set to `value`.
+
+  `value` is command-line text ('96,96', '1e6', 'yes', 'none') or a Python
+  value; either is converted to the field's declared type.
+  """
+  label = label or key
+  parts = key.split('.')
+  if not all(parts):
+    raise ConfigError(f"bad config key '{key}'; expected section.field")
+  node = config
+  for i, part in enumerate(parts):
+    if not dataclasses.is_dataclass(node) or part not in {
+        f.name for f in _init_fields(node)}:
+      raise _unknown_key(key, keys(config))
+    if i < len(parts) - 1:
+      node = getattr(node, part)
+  current = getattr(node, parts[-1])
+  hint = _hints(type(node)).get(parts[-1], Any)
+  if dataclasses.is_dataclass(current) and isinstance(value, str):
+    example = keys(current, key + '.')[0]
+    raise ConfigError(f"'{key}' is a section; set one of its fields, "
+                      f'e.g. {example}=...')
+  new = _convert(value, hint, current, label)
+  return _set_path(config, parts, new, label)
+
+
+def _set_path(node, parts, new, label):
+  if len(parts) == 1:
+    return _replace(node, label, **{parts[0]: new})
+  child = _set_path(getattr(node, parts[0]), parts[1:], new, label)
+  return _replace(node, label, **{parts[0]: child})
+
+
+def override(config, assignments: Sequence[str]):
+  """Applies `key=value` strings (the `--set` flag) in order."""
+  for assignment in assignments:
+    key, sep, value = assignment.partition('=')
+    key = key.strip()
+    if not sep or not key:
+      raise ConfigError(f"--set expects key=value, got '{assignment}'")
+    if '.' not in key and key in _RECORDED and hasattr(config, key):
+      raise ConfigError(f"--set {key}=... is not allowed; "
+                        f"use {_RECORDED[key]} {value or 'NAME'}")
+    config = set_value(config, key, value, label=f'--set {key}')
+  return config
+
+
+# --- Composition -----------------------------------------------------------
+
+def _preset(kind, table, name):
+  if name not in table:
+    raise ConfigError(f"unknown {kind} preset '{name}'; available: "
+                      f"{', '.join(table) or '(none)'}")
+  return table[name]
+
+
+def _apply(config, kind, name, function):
+  try:
+    result = function(config)
+  except ConfigError:
+    raise
+  except ValueError as e:
+    raise ConfigError(f"{kind} preset '{name}': {e}") from None
+  if type(result) is not type(config):
+    raise TypeError(f"{kind} preset '{name}' returned {type(result).__name__},"
+                    f' not {type(config).__name__}')
+  return result
+
+
+def _record(config, field, name):
+  if hasattr(config, field):
+    return _replace(config, field, **{field: name})
+  return config
+
+
+def _env_name_from_sets(assignments) -> Optional[str]:
+  name = None
+  for assignment in assignments:
+    key, sep, value = assignment.partition('=')
+    if sep and key.strip() == 'env.name':
+      name = _unquote(value.strip())
+  return name
+
+
+def compose(presets: Presets, algo: Optional[str] = None, *,
+            suite: Optional[str] = None, size: Optional[str] = None,
+            env: Optional[str] = None, overrides: Sequence[str] = (),
+            logdir=None, seed=None, steps=None, eval_only=None,
+            from_checkpoint=None, validate_config: bool = True):
+  """Builds one config: algorithm, suite, size presets, `--set`, then flags.
+
+  The suite is `suite` if given, else `presets.suite_for_env(env name)`, where
+  the env name is `env`, else the last `env.name` override, else the algorithm
+  preset's. Flags left as None keep the presets' values; an empty logdir
+  becomes `default_logdir(config)`. Raises ConfigError; never exits.
+  """
+  base = presets.base
+  config = base if dataclasses.is_dataclass(base) and not isinstance(
+      base, type) else base()
+  if algo is None:
+    algo = presets.default_algo or (
+        next(iter(presets.algos)) if len(presets.algos) == 1 else None)
+  if algo is None:
+    raise ConfigError('--config is required; available: '
+                      + ', '.join(presets.algos))
+  function = _preset('algorithm', presets.algos, algo)
+  config = _apply(_record(config, 'algo', algo), 'algorithm', algo, function)
+
+  env_name = env if env is not None else _env_name_from_sets(overrides)
+  if env_name is not None:
+    config = set_value(config, 'env.name', env_name, label='--env')
+  if suite is None:
+    env_name = get(config, 'env.name') if hasattr(config, 'env') else ''
+    try:
+      suite = presets.suite_for_env(env_name) or ''
+    except ValueError as e:
+      raise ConfigError(f"env '{env_name}': {e}; pass --suite") from None
+    if suite and suite not in presets.suites:
+      raise ConfigError(
+          f"env '{env_name}' maps to suite '{suite}', which has no preset; "
+          f"pass --suite with one of: {', '.join(presets.suites)}")
+  config = _record(config, 'suite', suite)
+  if suite:
+    function = _preset('suite', presets.suites, suite)
+    config = _apply(config, 'suite', suite, function)
+
+  size = presets.default_size if size is None else size
+  config = _record(config, 'size', size)
+  if size:
+    function = _preset('size', presets.sizes, size)
+    config = _apply(config, 'size', size, function)
+
+  config = override(config, overrides)
+  flags = dict(logdir=logdir, seed=seed, steps=steps, eval_only=eval_only,
+               from_checkpoint=from_checkpoint, env=env)
+  for flag, value in flags.items():
+    if value is not None:
+      config = set_value(config, FLAG_KEYS[flag], value,
+                         label=f'argument --{flag}')
+  if hasattr(config, 'run') and hasattr(config.run, 'logdir'):
+    logdir = config.run.logdir or default_logdir(config)
+    config = set_value(config, 'run.logdir', os.path.expanduser(logdir))
+  if validate_config:
+    validate(config, presets.validators)
+  return config
+
+
+def default_logdir(config) -> str:
+  """runs/{algo}/{env}/seed{seed}, relative to the working directory."""
+  algo = getattr(config, 'algo', '') or 'run'
+  env = str(get_or(config, 'env.name', '')).replace('/', '-') or 'env'
+  return os.path.join('runs', algo, env, f'seed{get_or(config, "run.seed", 0)}')
+
+
+# --- Validation ------------------------------------------------------------
+
+_CHECKS = (  # (key, predicate, requirement)
+    ('run.steps', lambda x: x >= 0, 'must be >= 0'),
+    ('run.batch_size', lambda x: x > 0, 'must be positive'),
+    ('run.batch_length', lambda x: x > 0, 'must be positive'),
+    ('run.envs', lambda x: x >= 1, 'must be >= 1'),
+    ('run.eval_envs', lambda x: x >= 1, 'must be >= 1'),
+    ('run.eval_every', lambda x: x >= 0, 'must be >= 0'),
+    ('run.eval_episodes', lambda x: x >= 0, 'must be >= 0'),
+    ('run.train_ratio', lambda x: x >= 0, 'must be >= 0'),
+    ('run.prefill', lambda x: x >= 0, 'must be >= 0'),
+    ('run.log_every', lambda x: x >= 0, 'must be >= 0'),
+    ('run.report_every', lambda x: x >= 0, 'must be >= 0'),
+    ('run.save_every', lambda x: x >= 0, 'must be >= 0'),
+    ('run.keep_checkpoints', lambda x: x >= 1, 'must be >= 1'),
+    ('run.max_nonfinite', lambda x: x >= 1, 'must be >= 1'),
+    ('run.precision', lambda x: x in PRECISIONS,
+     'must be one of ' + ', '.join(PRECISIONS)),
+    ('env.name', lambda x: bool(x), 'must not be empty'),
+    ('env.action_repeat', lambda x: x >= 1, 'must be >= 1'),
+    ('env.time_limit', lambda x: x >= 0, 'must be >= 0'),
+    ('env.size', lambda x: len(x) == 2 and all(
+        isinstance(v, int) and v > 0 for v in x), 'must be two positive ints'),
+    ('replay.capacity', lambda x: x > 0, 'must be positive'),
+    ('replay.chunk', lambda x: x > 0, 'must be positive'),
+)
+
+
+def _check_types(config, prefix=''):
+  hints = _hints(type(config))
+  for field in _init_fields(config):
+    value, key = getattr(config, field.name), prefix + field.name
+    if dataclasses.is_dataclass(value):
+      _check_types(value, key + '.')
+      continue
+    hint = hints.get(field.name, Any)
+    try:
+      _coerce(value, hint, value, mode='strict')
+    except _BadValue:
+      raise ConfigError(f'invalid config: {key} must be '
+                        f'{_type_name(hint, value)}, got {_show(value)}')
+
+
+def validate(config, validators: Sequence[Callable] = ()):
+  """Light cross-field checks; raises ConfigError with one line.
+
+  Checks every field's type against its annotation, the run/env/replay
+  ranges above (where those fields exist), then each extra validator
+  `function(config)`, which raises ConfigError or ValueError.
+  """
+  _check_types(config)
+  for key, predicate, requirement in _CHECKS:
+    try:
+      value = get(config, key)
+    except ConfigError:
+      continue  # this schema has no such field
+    if not predicate(value):
+      raise ConfigError(f'invalid config: {key} {requirement}, got {value!r}')
+  if get_or(config, 'run.eval_only', False) and not get_or(
+      config, 'run.eval_episodes', 1):
+    raise ConfigError('invalid config: run.eval_only needs '
+                      'run.eval_episodes >= 1')
+  for validator in validators:
+    try:
+      validator(config)
+    except ConfigError:
+      raise
+    except ValueError as e:
+      raise ConfigError(f'invalid config: {e}') from None
+  return config
+
+
+def get_or(config, key, default):
+  try:
+    return get(config, key)
+  except ConfigError:
+    return default
+
+
+# --- Dicts, YAML, console --------------------------------------------------
+
+def to_dict(config) -> dict:
+  """Nested plain dicts of the init fields, in field order (tuples kept)."""
+  def convert(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+      return {f.name: convert(getattr(value, f.name))
+              for f in _init_fields(value)}
+    if isinstance(value, dict):
+      return {k: convert(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return type(value)(convert(v) for v in value)
+    return value
+  return convert(config)
+
+
+def _plain(value):
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
+def _from_dict(data: dict, schema, prefix: str):
+  if not isinstance(data, dict):
+    raise ConfigError(f"'{prefix.rstrip('.') or 'config'}' must be a mapping, "
+                      f'got {_show(data)}')
+  fields = {f.name: f for f in _init_fields(schema)}
+  for key in data:
+    if key not in fields:
+      raise _unknown_key(prefix + str(key), [prefix + name for name in fields])
+  hints, kwargs = _hints(schema), {}
+  for name, field in fields.items():
+    if name not in data:
+      if (field.default is dataclasses.MISSING
+          and field.default_factory is dataclasses.MISSING):
+        raise ConfigError(f"missing config key '{prefix + name}'")
+      continue
+    hint, value = hints.get(name, Any), data[name]
+    default = field.default if field.default is not dataclasses.MISSING else (
+        field.default_factory() if field.default_factory
+        is not dataclasses.MISSING else None)
+    if dataclasses.is_dataclass(default) or (
+        dataclasses.is_dataclass(hint) and isinstance(hint, type)):
+      kwargs[name] = _from_dict(value, type(default) if dataclasses.is_dataclass(
+          default) else hint, prefix + name + '.')
+    else:
+      kwargs[name] = _convert(value, hint, default, prefix + name, 'yaml')
+  try:
+    return schema(**kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
+
+
+def from_dict(data: dict, schema_type):
+  """Builds `schema_type` from nested dicts; missing keys keep defaults."""
+  return _from_dict(data, schema_type, '')
+
+
+def save(config, path: str) -> None:
+  """Writes the fully resolved config as YAML (atomically)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  text = yaml.safe_dump(_plain(to_dict(config)), sort_keys=False,
+                        default_flow_style=None)
+  temporary = f'{path}.tmp{os.getpid()}'
+  with open(temporary, 'w') as file:
+    file.write(text)
+  os.replace(temporary, path)
+
+
+def load(path: str, schema_type):
+  """Reads a YAML written by `save` back into `schema_type`."""
+  try:
+    with open(path) as file:
+      data = yaml.safe_load(file)
+  except FileNotFoundError:
+    raise ConfigError(f'config file not found: {path}') from None
+  except yaml.YAMLError as e:
+    line = getattr(getattr(e, 'problem_mark', None), 'line', None)
+    where = f' (line {line + 1})' if line is not None else ''
+    raise ConfigError(f'{path}: not valid YAML{where}') from None
+  try:
+    return _from_dict(data if data is not None else {}, schema_type, '')
+  except ConfigError as e:
+    raise ConfigError(f'{path}: {e}') from None
+
+
+def format(config, indent: str = '') -> str:  # noqa: A001 (module API name)
+  """A readable multi-line dump: `key: value`, sections indented."""
+  fields = _init_fields(config)
+  width = max((len(f.name) for f in fields), default=0) + 1
+  lines = []
+  for field in fields:
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      lines.append(f'{indent}{field.name}:')
+      lines.append(format(value, indent + '  '))
+    else:
+      shown = value if isinstance(value, str) and value else repr(value)
+      lines.append(f'{indent}{(field.name + ":").ljust(width)} {shown}')
+  return '\n'.join(lines)
+
+
+# --- Command line ----------------------------------------------------------
+
+class _ArgumentParser(argparse.ArgumentParser):
+
+  def error(self, message):
+    """One line on stderr and exit code 2, as for any bad config."""
+    message = ' '.join(str(message).split())
+    self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+def make_parser(presets: Presets, prog: Optional[str] = None):
+  """The shared flags of every entry point."""
+  parser = _ArgumentParser(
+      prog=prog, allow_abbrev=False,
+      description='Presets apply in order: --config, --suite (inferred from '
+                  '--env), --size; then --set overrides; then the flags.',
+      epilog=f"algorithms: {', '.join(presets.algos)}; "
+             f"suites: {', '.join(presets.suites)}; "
+             f"sizes: {', '.join(presets.sizes)}")
+  parser.add_argument('--config', metavar='ALGO', help='algorithm preset')
+  parser.add_argument('--env', help='environment name, e.g. atari_pong')
+  parser.add_argument('--suite', help='suite preset (default: from --env)')
+  parser.add_argument('--size', help='size preset (default: '
+                      f'{presets.default_size or "none"})')
+  parser.add_argument('--set', action='append', default=[],
+                      metavar='KEY=VALUE', help='override a field, e.g. '
+                      'run.train_ratio=256 (repeatable)')
+  parser.add_argument('--logdir', help='run directory '
+                      '(default: runs/{algo}/{env}/seed{seed})')
+  parser.add_argument('--seed', help='run.seed')
+  parser.add_argument('--steps', help='run.steps (agent steps)')
+  parser.add_argument('--eval_only', action='store_const', const=True,
+                      default=None, help='only evaluate a checkpoint')
+  parser.add_argument('--from_checkpoint', metavar='DIR',
+                      help='checkpoint directory to start from')
+  return parser
+
+
+def parse(argv: Optional[Sequence[str]], presets: Presets,
+          prog: Optional[str] = None):
+  """Command line -> validated config; bad input exits 2 with one line."""
+  parser = make_parser(presets, prog)
+  args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+  try:
+    return compose(
+        presets, args.config, suite=args.suite, size=args.size, env=args.env,
+        overrides=args.set, logdir=args.logdir, seed=args.seed,
+        steps=args.steps, eval_only=args.eval_only,
+        from_checkpoint=args.from_checkpoint)
+  except ConfigError as e:
+    parser.error(str(e))
