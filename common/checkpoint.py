@@ -1,0 +1,138 @@
+"""Checkpoints of the whole training state with orbax-checkpoint.
+
+A checkpoint holds one pytree (agent parameters, optimizer state, slow
+targets, normaliser states, RNG key: everything in the agent's state) and a
+JSON dict of metadata (step counters, replay position). Orbax writes each step
+into a temporary directory and renames it when complete, so a process killed
+mid-save leaves the previous checkpoints usable; the half-written directory is
+ignored. The newest `keep` checkpoints are kept.
+
+Layout: `directory/<step>/state` (the pytree) and `directory/<step>/meta`.
+"""
+import logging as _pylogging
+import os
+import re
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+_log = _pylogging.getLogger(__name__)
+
+
+def _to_numpy_meta(meta):
+  """JSON-safe copy of `meta` (NumPy scalars become Python numbers)."""
+  def convert(value):
+    if isinstance(value, dict):
+      return {str(k): convert(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return [convert(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+      return np.asarray(value).tolist()
+    return value
+  return convert(dict(meta))
+
+
+def resolve(path):
+  """`(checkpoints_directory, step or None)` for a checkpoints directory or one step's directory."""
+  path = os.path.abspath(os.fspath(path))
+  name = os.path.basename(path.rstrip('/'))
+  if re.fullmatch(r'\d+', name) and os.path.isdir(os.path.join(path, 'state')):
+    return os.path.dirname(path), int(name)
+  if os.path.isdir(os.path.join(path, 'checkpoints')) and not _has_steps(path):
+    return os.path.join(path, 'checkpoints'), None
+  return path, None
+
+
+def _has_steps(path):
+  return any(re.fullmatch(r'\d+', n) for n in os.listdir(path))
+
+
+class Checkpointer:
+  """Saves and restores `(state pytree, meta dict)` per step, keeping the newest `keep`.
+
+  Args:
+    directory: the checkpoints directory (created on the first save).
+    keep: number of newest checkpoints to keep (older ones are deleted).
+  """
+
+  def __init__(self, directory, keep=3):
+    if keep < 1:
+      raise ValueError(f'keep={keep}: must keep at least one checkpoint (run.keep_checkpoints).')
+    self.directory = os.path.abspath(os.fspath(directory))
+    self.keep = keep
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def save(self, step, state, meta=None):
+    """Writes `state` (any pytree of arrays) and `meta` (a JSON-able dict) as `step`."""
+    step = int(step)
+    meta = _to_numpy_meta(meta or {})
+    meta.setdefault('step', step)
+    if step in self._manager.all_steps():
+      self._manager.delete(step)  # re-saving a step (e.g. the final save) replaces it
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+
+  def steps(self):
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self):
+    """The newest complete checkpoint's step, or None."""
+    steps = self.steps()
+    return steps[-1] if steps else None
+
+  def restore(self, target, step=None):
+    """Restores `(state, meta)` with the structure, dtypes and shapes of `target`.
+
+    With `step=None` the newest checkpoint is used; if it is unreadable
+    (corrupt, half-copied), the next older one is used with a warning.
+    An explicitly requested `step` that is unreadable raises, naming it.
+    """
+    steps = self.steps()
+    if not steps:
+      raise FileNotFoundError(f'No checkpoint in {self.directory}; train first or pass '
+                              f'run.from_checkpoint pointing at a checkpoints directory.')
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f'No checkpoint for step {step} in {self.directory} '
+                                f'(available: {steps}).')
+      return self._restore(target, step)
+    errors = []
+    for candidate in reversed(steps):
+      try:
+        result = self._restore(target, candidate)
+      except ValueError as error:
+        errors.append(str(error))
+        _log.warning('%s Falling back to the previous checkpoint.', error)
+        continue
+      if errors:
+        _log.warning('Restored checkpoint %d after skipping unreadable newer ones.', candidate)
+      return result
+    raise ValueError(f'Every checkpoint in {self.directory} is unreadable: ' + ' | '.join(errors))
+
+  def _restore(self, target, step):
+    path = os.path.join(self.directory, str(step))
+    abstract = jax.tree.map(
+        lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x, target)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as error:  # orbax raises many kinds; all mean "unreadable"
+      raise ValueError(f'Checkpoint {path} is unreadable or does not match the agent state '
+                       f'({type(error).__name__}: {str(error)[:300]}).') from error
+    state, meta = restored['state'], restored['meta']
+    problems = []
+    jax.tree.map(lambda t, r: problems.append((t, r)) if (
+        hasattr(t, 'shape') and (np.shape(t) != np.shape(r))) else None, target, state)
+    if problems:
+      raise ValueError(f'Checkpoint {path}: array shapes differ from the agent state '
+                       f'({problems[0][0].shape} vs {problems[0][1].shape}); was it written '
+                       f'with another config?')
+    return state, dict(meta or {})
+
+  def close(self):
+    self._manager.close()

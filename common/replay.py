@@ -1,0 +1,354 @@
+"""Uniform sequence replay, one stream per environment, chunked on disk.
+
+The buffer DreamerV3 trains from (Hafner et al. 2023, "Mastering Diverse
+Domains through World Models", Appendix: replay): steps are stored as they
+arrive, one stream per environment, and training samples fixed-length windows
+`[B, T]` uniformly over all valid start positions. Windows may cross episode
+boundaries; `is_first` marks where a new episode starts, and the world model
+resets its state there.
+
+Storage:
+  * Each stream fills a chunk of `chunk` steps; a full chunk is written to
+    `directory` as one `.npz` file (temp file + rename, so a crash never leaves
+    a half-written chunk under its final name) by a background thread.
+  * `capacity` bounds the steps held in memory: the oldest chunk (over all
+    streams) is dropped when the total exceeds it. Files stay on disk.
+  * `load()` reads the newest chunks of a directory up to `capacity` (each
+    file once, no concatenation, so memory is not doubled) and continues the
+    numbering, so a resumed run appends after them. With no adds this is the
+    offline mode: load a directory and sample with no environment.
+
+File names: `{counter:010d}-s{stream:04d}-n{length:06d}.npz`, where `counter`
+orders chunks globally; chunks of one stream are contiguous in that order.
+"""
+import concurrent.futures
+import dataclasses
+import logging as _pylogging
+import os
+import re
+import uuid
+import zipfile
+
+import numpy as np
+
+_log = _pylogging.getLogger(__name__)
+
+_NAME = re.compile(r'^(\d{10})-s(\d{4})-n(\d{6})\.npz$')
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+  capacity: int = 5_000_000   # steps held in memory (all streams); oldest chunks evicted
+  chunk: int = 1024           # steps per chunk file (per stream)
+
+
+class _Chunk:
+  """Arrays `key -> [n, ...]` of one stream; `length` steps are valid."""
+  __slots__ = ('data', 'length', 'counter', 'stream')
+
+  def __init__(self, data, length, counter, stream):
+    self.data = data
+    self.length = length
+    self.counter = counter
+    self.stream = stream
+
+  def nbytes(self):
+    return sum(value.nbytes for value in self.data.values())
+
+
+class _Stream:
+  """The completed chunks of one environment plus the one being filled."""
+
+  def __init__(self):
+    self.chunks = []       # completed chunks, oldest first
+    self.current = None    # _Chunk being filled (preallocated arrays)
+    self._ends = None      # cached cumulative lengths of `chunks`
+
+  def ends(self):
+    if self._ends is None:
+      self._ends = np.cumsum([c.length for c in self.chunks], dtype=np.int64)
+    return self._ends
+
+  def invalidate(self):
+    self._ends = None
+
+  def completed_steps(self):
+    ends = self.ends()
+    return int(ends[-1]) if len(ends) else 0
+
+  def steps(self):
+    return self.completed_steps() + (self.current.length if self.current else 0)
+
+  def views(self):
+    """Chunks to read from, oldest first, and their end offsets."""
+    ends = self.ends()
+    if self.current is not None and self.current.length:
+      total = int(ends[-1]) if len(ends) else 0
+      return self.chunks + [self.current], np.append(ends, total + self.current.length)
+    return self.chunks, ends
+
+
+class Replay:
+  """Sequence replay: `add(step, stream)`, `sample(batch, length)`, chunked on disk.
+
+  Args:
+    config: `ReplayConfig`.
+    directory: where chunk files are written (and `load()` reads); None keeps
+      the replay in memory only.
+    seed: seed of the sampling RNG.
+  """
+
+  def __init__(self, config=ReplayConfig(), directory=None, seed=0):
+    if not isinstance(config, ReplayConfig):
+      raise TypeError(f'config: expected a ReplayConfig, got {type(config).__name__}.')
+    if config.capacity < 1:
+      raise ValueError(f'replay.capacity={config.capacity}: must be at least 1 step.')
+    if config.chunk < 1:
+      raise ValueError(f'replay.chunk={config.chunk}: must be at least 1 step.')
+    self.config = config
+    self.directory = directory and os.fspath(directory)
+    self._rng = np.random.default_rng(seed)
+    self._streams = {}
+    self._spec = None          # key -> (shape, dtype)
+    self._counter = 0          # next chunk number
+    self._steps = 0            # steps currently held
+    self._added = 0            # steps ever added by this process
+    self._order = []           # completed chunks in eviction order (oldest first)
+    self._order_start = 0
+    self._writer = None
+    self._pending = []
+    if self.directory:
+      os.makedirs(self.directory, exist_ok=True)
+      self._writer = concurrent.futures.ThreadPoolExecutor(1, 'replay-writer')
+
+  # --- adding -----------------------------------------------------------------
+
+  def add(self, step, stream=0):
+    """Adds one environment step (no batch axis, including `action`) to `stream`."""
+    if not isinstance(step, dict):
+      raise TypeError(f'step: expected a dict of arrays, got {type(step).__name__}.')
+    step = {key: np.asarray(value) for key, value in step.items()}
+    if self._spec is None:
+      self._spec = {key: (value.shape, value.dtype) for key, value in step.items()}
+    self._check_step(step)
+    target = self._streams.get(stream)
+    if target is None:
+      target = self._streams[stream] = _Stream()
+    if target.current is None:
+      data = {key: np.empty((self.config.chunk,) + shape, dtype)
+              for key, (shape, dtype) in self._spec.items()}
+      target.current = _Chunk(data, 0, None, stream)
+    current = target.current
+    for key, value in step.items():
+      current.data[key][current.length] = value
+    current.length += 1
+    self._steps += 1
+    self._added += 1
+    if current.length == self.config.chunk:
+      self._complete(target)
+    self._evict()
+
+  def _check_step(self, step):
+    if set(step) != set(self._spec):
+      missing = sorted(set(self._spec) - set(step))
+      extra = sorted(set(step) - set(self._spec))
+      raise ValueError(f'step: keys differ from earlier steps (missing {missing}, '
+                       f'unexpected {extra}); every step must carry the same keys.')
+    for key, value in step.items():
+      shape, dtype = self._spec[key]
+      if value.shape != shape:
+        raise ValueError(f'step[{key!r}]: shape {value.shape}, expected {shape} '
+                         f'(one env step, no batch axis).')
+
+  def _complete(self, target):
+    """Moves the stream's current chunk to its completed chunks and writes it."""
+    current = target.current
+    target.current = None
+    if current.length < self.config.chunk:
+      current.data = {key: value[:current.length].copy() for key, value in current.data.items()}
+    current.counter = self._counter
+    self._counter += 1
+    target.chunks.append(current)
+    target.invalidate()
+    self._order.append(current)
+    if self._writer is not None:
+      self._pending.append(self._writer.submit(self._write, current))
+      for future in [f for f in self._pending if f.done()]:
+        future.result()  # re-raises a failed write here, not silently later
+      self._pending = [future for future in self._pending if not future.done()]
+
+  def _evict(self):
+    while self._steps > self.config.capacity and self._order_start < len(self._order):
+      chunk = self._order[self._order_start]
+      self._order[self._order_start] = None
+      self._order_start += 1
+      target = self._streams[chunk.stream]
+      if not target.chunks or target.chunks[0] is not chunk:
+        continue  # already gone
+      target.chunks.pop(0)
+      target.invalidate()
+      self._steps -= chunk.length
+    if self._order_start > 1024 and self._order_start * 2 > len(self._order):
+      self._order = self._order[self._order_start:]
+      self._order_start = 0
+
+  def _write(self, chunk):
+    name = f'{chunk.counter:010d}-s{chunk.stream:04d}-n{chunk.length:06d}.npz'
+    path = os.path.join(self.directory, name)
+    temp = os.path.join(self.directory, f'.{name}.{uuid.uuid4().hex}.tmp')
+    with open(temp, 'wb') as file:
+      np.savez(file, **chunk.data)
+      file.flush()
+      os.fsync(file.fileno())
+    os.replace(temp, path)
+
+  def save(self):
+    """Writes every partly filled chunk and waits until all chunks are on disk."""
+    for target in self._streams.values():
+      if target.current is not None and target.current.length:
+        self._complete(target)
+    for future in self._pending:
+      future.result()
+    self._pending = []
+
+  def close(self):
+    self.save()
+    if self._writer is not None:
+      self._writer.shutdown(wait=True)
+      self._writer = None
+
+  # --- loading ----------------------------------------------------------------
+
+  def load(self, directory=None):
+    """Loads the newest chunks of `directory` (default: this replay's) up to capacity.
+
+    A corrupt chunk that is the newest of its stream (a crash while writing)
+    is skipped with a warning; a corrupt chunk elsewhere raises, naming the file.
+    Returns the number of steps loaded.
+    """
+    directory = os.fspath(directory or self.directory or '')
+    if self._steps:
+      raise RuntimeError('Replay.load() must come before any add(); this replay already '
+                         f'holds {self._steps} steps.')
+    if not directory or not os.path.isdir(directory):
+      raise FileNotFoundError(f'replay directory {directory!r} does not exist; '
+                              f'pass a directory written by a previous run.')
+    entries = []
+    for name in os.listdir(directory):
+      match = _NAME.match(name)
+      if match:
+        entries.append(tuple(int(x) for x in match.groups()) + (name,))
+      elif name.endswith('.tmp'):
+        _log.warning('Replay: skipping half-written chunk %s (a crash while saving).',
+                     os.path.join(directory, name))
+    entries.sort()
+    newest_of_stream = {}
+    for counter, stream, _, _ in entries:
+      newest_of_stream[stream] = counter
+    # Newest first, until the capacity is reached.
+    chosen, total = [], 0
+    for entry in reversed(entries):
+      if total + entry[2] > self.config.capacity and chosen:
+        break
+      chosen.append(entry)
+      total += entry[2]
+    chosen.reverse()
+    loaded = 0
+    for counter, stream, length, name in chosen:
+      path = os.path.join(directory, name)
+      try:
+        with np.load(path) as file:
+          data = {key: file[key] for key in file.files}
+        lengths = {len(value) for value in data.values()}
+        if lengths != {length}:
+          raise ValueError(f'arrays of lengths {sorted(lengths)}, file name says {length}')
+      except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
+        if newest_of_stream[stream] == counter:
+          _log.warning('Replay: skipping corrupt last chunk of stream %d: %s (%s).',
+                       stream, path, error)
+          continue
+        raise ValueError(
+            f'Replay chunk {path} is corrupt ({error}); it is not the newest chunk of its '
+            f'stream, so skipping it would silently join unrelated data. Move it out of '
+            f'the directory (or delete it) to load the rest.') from error
+      spec = {key: (value.shape[1:], value.dtype) for key, value in data.items()}
+      if self._spec is None:
+        self._spec = spec
+      elif spec != self._spec:
+        raise ValueError(f'Replay chunk {path} has keys/shapes {spec}, but this replay '
+                         f'holds {self._spec}; load replays of one environment only.')
+      target = self._streams.get(stream)
+      if target is None:
+        target = self._streams[stream] = _Stream()
+      chunk = _Chunk(data, length, counter, stream)
+      target.chunks.append(chunk)
+      target.invalidate()
+      self._order.append(chunk)
+      self._steps += length
+      loaded += length
+    if entries:
+      self._counter = max(self._counter, entries[-1][0] + 1)
+    self._evict()
+    return loaded
+
+  # --- sampling ---------------------------------------------------------------
+
+  def __len__(self):
+    return self._steps
+
+  def sample(self, batch, length):
+    """Uniformly sampled windows: dict of `[batch, length, ...]` arrays.
+
+    Every valid start (a position followed by `length - 1` steps of the same
+    stream) has equal probability.
+    """
+    if batch < 1 or length < 1:
+      raise ValueError(f'sample(batch={batch}, length={length}): both must be positive.')
+    streams = list(self._streams.values())
+    valid = np.array([max(0, s.steps() - length + 1) for s in streams], np.int64)
+    total = int(valid.sum())
+    if total == 0:
+      longest = max([s.steps() for s in streams], default=0)
+      raise ValueError(
+          f'Replay cannot sample length={length}: its longest stream holds {longest} steps. '
+          f'Collect more steps first (run.prefill) or lower run.batch_length.')
+    index = self._rng.integers(0, total, size=batch)
+    bounds = np.cumsum(valid)
+    which = np.searchsorted(bounds, index, side='right')
+    starts = index - (bounds[which] - valid[which])
+    out = {key: np.empty((batch, length) + shape, dtype)
+           for key, (shape, dtype) in self._spec.items()}
+    cache = {}
+    for b in range(batch):
+      stream_index = int(which[b])
+      if stream_index not in cache:
+        cache[stream_index] = streams[stream_index].views()
+      chunks, ends = cache[stream_index]
+      position = int(starts[b])
+      i = int(np.searchsorted(ends, position, side='right'))
+      filled = 0
+      while filled < length:
+        chunk = chunks[i]
+        begin = position - (int(ends[i]) - chunk.length)
+        take = min(length - filled, chunk.length - begin)
+        for key in out:
+          out[key][b, filled:filled + take] = chunk.data[key][begin:begin + take]
+        filled += take
+        position += take
+        i += 1
+    return out
+
+  # --- bookkeeping ------------------------------------------------------------
+
+  def stats(self):
+    """Steps held, memory in bytes/GB, chunks, streams, steps added by this process."""
+    nbytes = 0
+    chunks = 0
+    for target in self._streams.values():
+      nbytes += sum(c.nbytes() for c in target.chunks)
+      chunks += len(target.chunks)
+      if target.current is not None:
+        nbytes += target.current.nbytes()
+    return {'steps': self._steps, 'bytes': nbytes, 'gb': nbytes / 2 ** 30,
+            'chunks': chunks, 'streams': len(self._streams), 'added': self._added,
+            'next_chunk': self._counter}

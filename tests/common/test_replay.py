@@ -1,0 +1,167 @@
+"""Replay: contiguity, is_first, uniform coverage, save/load, eviction, corrupt chunks."""
+import logging
+import os
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from common.replay import Replay, ReplayConfig
+
+
+def _episodes(num_steps, stream, rng, image=True):
+  """Plain list of steps with random episode lengths; `id` encodes (stream, index)."""
+  steps = []
+  left = 0
+  for i in range(num_steps):
+    first = left == 0
+    if first:
+      left = int(rng.integers(3, 9))
+    left -= 1
+    step = {'id': np.int64(stream * 1_000_000 + i), 'is_first': np.bool_(first),
+            'is_last': np.bool_(left == 0), 'reward': np.float32(rng.normal()),
+            'action': np.int32(rng.integers(4))}
+    if image:
+      step['image'] = rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    steps.append(step)
+  return steps
+
+
+def _fill(replay, streams=2, steps=50, seed=0, image=True):
+  rng = np.random.default_rng(seed)
+  reference = {}
+  for s in range(streams):
+    reference[s] = _episodes(steps, s, rng, image)
+  for i in range(steps):  # interleaved, as the driver adds them
+    for s in range(streams):
+      replay.add(reference[s][i], stream=s)
+  return reference
+
+
+def _check_window(sample, reference, b):
+  """The window is a contiguous slice of one stream's reference list."""
+  ids = sample['id'][b]
+  stream, start = divmod(int(ids[0]), 1_000_000)
+  ref = reference[stream][start:start + len(ids)]
+  assert len(ref) == len(ids)
+  for t, step in enumerate(ref):
+    for key, value in step.items():
+      np.testing.assert_array_equal(sample[key][b, t], value, err_msg=key)
+
+
+def test_sequences_contiguous_and_is_first(tmp_path):
+  replay = Replay(ReplayConfig(capacity=1000, chunk=7), tmp_path / 'r', seed=1)
+  reference = _fill(replay)
+  sample = replay.sample(32, 10)
+  assert sample['image'].shape == (32, 10, 4, 4, 3) and sample['image'].dtype == np.uint8
+  assert sample['action'].dtype == np.int32
+  for b in range(32):
+    _check_window(sample, reference, b)
+  # Windows cross episode boundaries: is_first appears after t=0 somewhere.
+  assert sample['is_first'][:, 1:].any()
+  # is_first is set exactly after each is_last (the episode structure survives).
+  np.testing.assert_array_equal(sample['is_first'][:, 1:], sample['is_last'][:, :-1])
+  replay.close()
+
+
+def test_uniform_coverage_chi_square():
+  replay = Replay(ReplayConfig(capacity=10_000, chunk=5), None, seed=3)
+  streams, steps, length = 3, 40, 8
+  _fill(replay, streams, steps, image=False)
+  starts_per_stream = steps - length + 1
+  counts = np.zeros(streams * starts_per_stream)
+  for _ in range(100):
+    ids = replay.sample(256, length)['id'][:, 0]
+    stream, start = np.divmod(ids, 1_000_000)
+    np.add.at(counts, stream * starts_per_stream + start, 1)
+  expected = counts.sum() / len(counts)
+  chi2 = ((counts - expected) ** 2 / expected).sum()
+  p_value = scipy_stats.chi2.sf(chi2, len(counts) - 1)
+  assert p_value > 1e-4, (chi2, p_value)
+  assert (counts > 0).all()
+
+
+def test_save_reload_equal(tmp_path):
+  directory = tmp_path / 'r'
+  replay = Replay(ReplayConfig(capacity=1000, chunk=16), directory, seed=0)
+  reference = _fill(replay, streams=2, steps=45)
+  replay.save()  # flushes the partial chunks as well
+  replay.close()
+  loaded = Replay(ReplayConfig(capacity=1000, chunk=16), directory, seed=5)
+  assert loaded.load() == 90 and len(loaded) == 90
+  for _ in range(5):
+    sample = loaded.sample(16, 12)
+    for b in range(16):
+      _check_window(sample, reference, b)
+  # Offline mode: every start of each stream is reachable (the streams are whole).
+  seen = set()
+  for _ in range(40):
+    seen.update(loaded.sample(64, 45)['id'][:, 0].tolist())
+  assert seen == {0, 1_000_000}
+  # A resumed run continues numbering after the loaded chunks.
+  loaded.add(reference[0][0], 0)
+  loaded.save()
+  names = sorted(os.listdir(directory))
+  assert len(names) == len(set(names)) == 7 and names[-1].startswith('0000000006')
+  loaded.close()
+
+
+def test_eviction_bounds_memory(tmp_path):
+  config = ReplayConfig(capacity=40, chunk=8)
+  replay = Replay(config, None)
+  _fill(replay, streams=2, steps=100)
+  stats = replay.stats()
+  # Holds at most capacity steps (partly filled chunks count).
+  assert stats['steps'] <= 40 and len(replay) == stats['steps'] >= 40 - 2 * 8
+  # The newest data is kept: the last step of each stream can be sampled.
+  ids = set()
+  for _ in range(50):
+    ids.update(replay.sample(32, 1)['id'][:, 0].tolist())
+  assert {99, 1_000_099} <= ids and 0 not in ids
+  bytes_per_step = sum(v.nbytes for v in _episodes(1, 0, np.random.default_rng())[0].values())
+  assert stats['bytes'] <= (40 + 2 * 8) * bytes_per_step
+
+
+def test_load_respects_capacity(tmp_path):
+  directory = tmp_path / 'r'
+  replay = Replay(ReplayConfig(capacity=1000, chunk=10), directory)
+  _fill(replay, streams=1, steps=100, image=False)
+  replay.close()
+  small = Replay(ReplayConfig(capacity=30, chunk=10), directory)
+  assert small.load() == 30
+  assert small.sample(8, 30)['id'][0, 0] == 70  # the newest 30 steps
+
+
+def test_corrupt_chunks(tmp_path, caplog):
+  directory = tmp_path / 'r'
+  replay = Replay(ReplayConfig(capacity=1000, chunk=10), directory)
+  _fill(replay, streams=1, steps=40, image=False)
+  replay.close()
+  names = sorted(os.listdir(directory))
+  assert len(names) == 4
+  # A half-written temp file and a truncated newest chunk: skipped with warnings.
+  (directory / f'.{names[-1]}.abc.tmp').write_bytes(b'partial')
+  last = directory / names[-1]
+  last.write_bytes(last.read_bytes()[:100])
+  with caplog.at_level(logging.WARNING):
+    loaded = Replay(ReplayConfig(capacity=1000, chunk=10), directory)
+    assert loaded.load() == 30
+  assert 'half-written' in caplog.text and names[-1] in caplog.text
+  # A corrupt chunk in the middle: a clear error naming the file.
+  middle = directory / names[1]
+  middle.write_bytes(b'garbage')
+  with pytest.raises(ValueError, match=names[1]):
+    Replay(ReplayConfig(capacity=1000, chunk=10), directory).load()
+
+
+def test_bad_input():
+  replay = Replay(ReplayConfig(capacity=100, chunk=4))
+  with pytest.raises(ValueError, match='run.prefill'):
+    replay.sample(2, 3)
+  replay.add({'a': np.zeros(2)}, 0)
+  with pytest.raises(ValueError, match='missing'):
+    replay.add({'b': np.zeros(2)}, 0)
+  with pytest.raises(ValueError, match=r"step\['a'\]: shape"):
+    replay.add({'a': np.zeros(3)}, 0)
+  with pytest.raises(ValueError, match='capacity'):
+    Replay(ReplayConfig(capacity=0))
