@@ -37,8 +37,6 @@ setuptools.setup(
         'imageio>=2.30',
         'matplotlib>=3.8',
         'rliable>=1.2',
-        # rliable's bootstrap imports arch; arch 7.x breaks on pandas 3.
-        'arch>=8',
         'psutil>=5',
     ],
     extras_require={

@@ -135,29 +135,6 @@ def normalise(task, score, baselines) -> float:
   return (score - random) / (human - random)
 
 
-@functools.lru_cache(maxsize=None)
-def _rliable_library():
-  """rliable.library, or None where it fails to import (it needs `arch`, which fails to
-  import with pandas 3 in arch 7.2)."""
-  try:
-    from rliable import library
-  except Exception:  # pylint: disable=broad-except
-    return None
-  return library
-
-
-def _rliable_intervals(matrix, reps, ci, seed):
-  """rliable's stratified bootstrap CIs of METRICS: {metric: (low, high)}."""
-  library = _rliable_library()
-  functions = [_metric_fn(metric) for metric in METRICS]
-  func = lambda scores: np.array([f(scores) for f in functions])  # noqa: E731
-  _, intervals = library.get_interval_estimates(
-      {'m': matrix}, func, reps=reps, confidence_interval_size=ci,
-      random_state=np.random.RandomState(seed))
-  return {metric: (float(intervals['m'][0, i]), float(intervals['m'][1, i]))
-          for i, metric in enumerate(METRICS)}
-
-
 def _metric_fn(metric):
   from rliable import metrics as rly
   return {'mean': rly.aggregate_mean, 'median': rly.aggregate_median,
@@ -178,18 +155,15 @@ def aggregate(matrix, reps=2000, ci=0.95, seed=0) -> dict:
   """Mean, median (of per-task means) and IQM (Agarwal et al. 2021) with bootstrap CIs.
 
   matrix: [R, T] scores, R runs (seeds) of T tasks. CIs come from the stratified bootstrap
-  (runs resampled within each task), through rliable when its bootstrap imports and by the
-  same procedure in NumPy otherwise. Returns {metric: (point, low, high)}.
+  (runs resampled within each task, rliable's procedure) written in NumPy: rliable's own
+  bootstrap goes through `arch`, whose releases break on current pandas (7.x) or reject
+  rliable's arguments (8.x). Point estimates are rliable's. Returns {metric: (point, low, high)}.
   """
   matrix = np.asarray(matrix, np.float64)
   if matrix.ndim != 2 or matrix.size == 0:
     raise PlotError(f'aggregate: expected a non-empty [runs, tasks] matrix, got shape '
                     f'{matrix.shape}.')
   result = {}
-  if _rliable_library() is not None:
-    intervals = _rliable_intervals(matrix, reps, ci, seed)
-    return {metric: (float(_metric_fn(metric)(matrix)), *intervals[metric])
-            for metric in METRICS}
   rng = np.random.default_rng(seed)
   runs, tasks = matrix.shape
   index = rng.integers(runs, size=(reps, runs, tasks))
