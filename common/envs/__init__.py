@@ -1,0 +1,167 @@
+"""Environments by name (`suite_task`) behind one interface (DreamerV3's).
+
+  env = make('atari_pong')                      # suite defaults, then overrides:
+  env = make('dmc_walker_walk', size=(64, 64), action_repeat=2)
+  obs = env.step(action)                        # first call resets; see base.Env
+  batch = make_batch(EnvConfig(name='atari_pong', ...), num=16, seed=0)
+  obs = batch.step(actions)                     # [N, ...]
+
+Suites (names): atari_<game>, atari100k_<game>, dmc_<domain>_<task>,
+crafter_reward, crafter_noreward, craftax_classic, craftax,
+minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>.
+
+Observation dicts: `image` uint8 [H, W, C] and/or float32 vector keys, `reward`
+float32, `is_first`, `is_last`, `is_terminal` bool, and logging-only `log/*`
+keys that agents must not feed to their networks. Actions: int32 [] (discrete,
+`act_space.discrete`) or float32 [A] in [-1, 1].
+
+`suite_defaults(suite)` holds each suite's paper settings (DreamerV3's Atari,
+Atari 100k, PlaNet/Dreamer DMC, ...). `make` applies them before its keyword
+overrides; `make_batch` takes an EnvConfig as is, so suite presets should build
+theirs with `suite_config(name)` (or apply `suite_defaults`).
+"""
+import dataclasses
+import functools
+
+from common.envs.base import Env
+from common.envs.config import EnvConfig
+from common.envs.parallel import BatchEnv
+from common.envs.spaces import Space, check_action, check_actions
+
+SUITES = ('atari', 'atari100k', 'dmc', 'crafter', 'craftax', 'minecraft', 'gym')
+
+_SUITE_DEFAULTS = {
+    # DreamerV3 (Hafner et al. 2023), Atari 200M setting.
+    'atari': dict(action_repeat=4, size=(96, 96), gray=True, sticky=True, noops=30,
+                  actions='all', lives='unused', time_limit=0),
+    # Atari 100k (Kaiser et al. 2020) as DreamerV3 runs it.
+    'atari100k': dict(action_repeat=4, size=(64, 64), gray=False, sticky=False, noops=30,
+                      actions='needed', lives='unused', time_limit=0),
+    # PlaNet / Dreamer: 64x64 pixels, action repeat 2.
+    'dmc': dict(action_repeat=2, size=(64, 64), pixels=True, proprio=False, camera=-1),
+    'crafter': dict(action_repeat=1, size=(64, 64)),
+    'craftax': dict(action_repeat=1, size=(64, 64), pixels=True),
+    # DreamerV3 Minecraft Diamond: 36000-step episodes.
+    'minecraft': dict(action_repeat=1, size=(64, 64), time_limit=36000),
+    'gym': dict(action_repeat=1, pixels=False, proprio=True),
+}
+
+
+def suite_of(name: str) -> str:
+  """'atari_pong' -> 'atari'; raises a ValueError listing the suites otherwise."""
+  suite = name.split('_', 1)[0] if isinstance(name, str) else None
+  if suite not in SUITES:
+    raise ValueError(f"Unknown env '{name}': the suite '{suite}' is not one of "
+                     f"{', '.join(SUITES)} (names are suite_task, e.g. atari_pong, "
+                     'dmc_walker_walk, crafter_reward, craftax_classic, gym_CartPole-v1).')
+  return suite
+
+
+def suite_defaults(suite: str) -> dict:
+  """The EnvConfig fields a suite sets (a copy)."""
+  if suite not in SUITES:
+    suite_of(suite)
+  return dict(_SUITE_DEFAULTS[suite])
+
+
+def suite_config(name: str, base: EnvConfig = EnvConfig(), **overrides) -> EnvConfig:
+  """EnvConfig for `name`: `base`, then the suite's defaults, then `overrides`."""
+  fields = {**suite_defaults(suite_of(name)), **overrides}
+  _check_fields(fields)
+  return dataclasses.replace(base, name=name, **fields)
+
+
+def _check_fields(fields):
+  known = {field.name for field in dataclasses.fields(EnvConfig)}
+  unknown = sorted(set(fields) - known)
+  if unknown:
+    raise TypeError(f"Unknown EnvConfig field(s) {unknown}; known: {sorted(known)}.")
+
+
+def make(name: str, seed: int = 0, **fields) -> Env:
+  """One env by name with the suite's defaults and `fields` (EnvConfig fields)."""
+  return make_env(suite_config(name, **fields), seed)
+
+
+def make_env(config: EnvConfig, seed: int = 0) -> Env:
+  """One env from a complete EnvConfig (no suite defaults applied)."""
+  name = config.name
+  suite = suite_of(name)
+  task = name.split('_', 1)[1] if '_' in name else ''
+  if suite in ('crafter', 'craftax', 'minecraft') and config.action_repeat != 1:
+    raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat}: {suite} supports '
+                     'only 1.')
+  if not task and suite != 'craftax':
+    raise ValueError(f"Env name '{name}' has no task; use {suite}_<task>.")
+  if suite in ('atari', 'atari100k'):
+    from common.envs.atari import Atari
+    return Atari(task, config, seed)
+  if suite == 'dmc':
+    from common.envs.dmc import DMC
+    return DMC(task, config, seed)
+  if suite == 'crafter':
+    from common.envs.crafter import Crafter
+    return Crafter(task, config, seed)
+  if suite == 'craftax':
+    from common.envs.craftax import Craftax
+    return Craftax(_craftax_task(name), config, seed)
+  if suite == 'minecraft':
+    from common.envs.minecraft import Minecraft
+    return Minecraft(task, config, seed)
+  from common.envs.gym import Gym
+  return Gym(task, config, seed)
+
+
+def _craftax_task(name):
+  tasks = {'craftax': 'full', 'craftax_classic': 'classic'}
+  if name not in tasks:
+    raise ValueError(f"Unknown Craftax env '{name}'; use craftax_classic or craftax.")
+  return tasks[name]
+
+
+def env_seed(seed: int, index: int) -> int:
+  """Distinct seeds for env `index` of a run with `seed`."""
+  return (int(seed) * 100_003 + int(index)) % (2 ** 31 - 1)
+
+
+def make_batch(env_config: EnvConfig, num: int, seed: int = 0, **batch_kwargs):
+  """`num` envs of `env_config` with the [N]-batched BatchEnv API.
+
+  Workers follow `env_config.parallel`; Craftax always runs vmapped in-process.
+  `batch_kwargs` go to BatchEnv (context, timeout, max_restarts).
+  """
+  if num < 1:
+    raise ValueError(f'make_batch: num = {num} must be >= 1.')
+  suite_of(env_config.name)
+  if suite_of(env_config.name) == 'craftax':
+    from common.envs.craftax import CraftaxBatch
+    return CraftaxBatch(_craftax_task(env_config.name), env_config, num, seed)
+  # Fail fast here (a clear error) for a bad name, before any worker starts.
+  _validate_name(env_config)
+  constructors = [functools.partial(make_env, env_config, env_seed(seed, index))
+                  for index in range(num)]
+  return BatchEnv(constructors, env_config.parallel, **batch_kwargs)
+
+
+def _validate_name(config):
+  suite = suite_of(config.name)
+  task = config.name.split('_', 1)[1] if '_' in config.name else ''
+  if not task:
+    raise ValueError(f"Env name '{config.name}' has no task; use {suite}_<task>.")
+  if suite in ('atari', 'atari100k'):
+    from common.envs.atari import games
+    if task not in games():
+      raise ValueError(f"Unknown Atari game '{task}'; one of: {', '.join(games())}.")
+  elif suite == 'dmc':
+    from common.envs.dmc import split_task
+    split_task(task)
+  elif suite == 'gym':
+    import gymnasium
+    if task not in gymnasium.registry:
+      raise ValueError(f"Unknown gymnasium id '{task}' (name gym_{task}); register it with "
+                       'gymnasium.register or pick one of gymnasium.registry.keys().')
+
+
+__all__ = ['SUITES', 'BatchEnv', 'Env', 'EnvConfig', 'Space', 'check_action', 'check_actions',
+           'env_seed', 'make', 'make_batch', 'make_env', 'suite_config', 'suite_defaults',
+           'suite_of']

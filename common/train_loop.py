@@ -1,0 +1,422 @@
+"""The training loop every agent shares: collect, replay, train by ratio, evaluate, save.
+
+As DreamerV3's `embodied/run/train.py`, with the agent as a NamedTuple of pure
+functions (`common/agent.py`):
+
+  * random-action prefill for `run.prefill` agent steps, then the agent's
+    `policy(state, carry, obs, key, mode='train')`;
+  * `run.train_ratio` replayed steps per agent step (DreamerV3's definition):
+    after `s` agent steps past prefill, exactly `floor(s * ratio / (B * T))`
+    updates have run (`TrainRatio`);
+  * evaluation episodes with mode 'eval' on separate envs every `run.eval_every`
+    agent steps; metric lines every `run.log_every` s; `report` (videos) every
+    `run.report_every` s; a checkpoint every `run.save_every` s and on
+    SIGINT/SIGTERM (finish the step, save, return);
+  * resume: a logdir holding a checkpoint continues from it (step counter,
+    update counter, agent state, policy RNG) with the replay chunks on disk;
+  * `run.eval_only` evaluates a checkpoint; `run.offline_replay` trains from a
+    replay directory without stepping an env;
+  * non-finite guard: an agent that skips a non-finite update reports
+    `metrics['nonfinite'] = 1`; `run.max_nonfinite` in a row stop the run.
+
+Host-device syncs stay out of the inner loop: train metrics stay on device
+until a metric line is written.
+"""
+import fractions
+import logging as _pylogging
+import os
+import signal
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import checkpoint as checkpoint_lib
+from common import config as config_lib
+from common import logging as logging_lib
+from common import replay as replay_lib
+from common.driver import Driver
+
+_log = _pylogging.getLogger(__name__)
+_GUARD_EVERY = 1.0  # seconds between checks of the non-finite guard
+
+
+class NonFiniteError(SystemExit):
+  """Raised (exit status 1, one message) when too many updates in a row were non-finite."""
+
+
+class TrainRatio:
+  """Updates owed after `step` agent steps: `floor((step - start) * ratio / (B * T))`.
+
+  Exact (rational arithmetic), so fractional credit carries over between calls.
+  """
+
+  def __init__(self, ratio, batch_steps, start=0, updates=0):
+    if ratio < 0:
+      raise ValueError(f'run.train_ratio={ratio}: must be >= 0.')
+    if batch_steps < 1:
+      raise ValueError(f'batch_size * batch_length = {batch_steps}: must be positive.')
+    self._rate = fractions.Fraction(ratio) / batch_steps
+    self.start = start
+    self.updates = updates  # updates already done
+
+  def due(self, step):
+    """Number of updates to run now (and counts them as done)."""
+    owed = int(max(0, step - self.start) * self._rate)
+    count = max(0, owed - self.updates)
+    self.updates += count
+    return count
+
+
+def _strip_log(obs):
+  return {key: value for key, value in obs.items() if not key.startswith('log/')}
+
+
+def _default_make_env(env_config, num, seed):
+  from common import envs  # pylint: disable=g-import-not-at-top
+  return envs.make_batch(env_config, num, seed)
+
+
+class _Policy:
+  """Host-side `policy(obs) -> action` over the jitted agent policy with its own carry."""
+
+  def __init__(self, loop, mode, num_envs):
+    self._loop = loop
+    self._mode = mode
+    self._carry = loop.agent.init_policy_carry(num_envs)
+
+  def __call__(self, obs):
+    loop = self._loop
+    action, self._carry, loop.policy_key = loop.policy(
+        loop.state, self._carry, _strip_log(obs), loop.policy_key, self._mode)
+    return np.asarray(action)
+
+
+class _Loop:
+  """State of one `run` call; see the module docstring."""
+
+  def __init__(self, make_agent, config, make_env, stream):
+    self.config = config
+    self.run_config = run_config = config.run
+    self.logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
+    os.makedirs(self.logdir, exist_ok=True)
+    self.make_env = make_env or _default_make_env
+    self.stream = stream
+    self.batch_steps = run_config.batch_size * run_config.batch_length
+    self.train_env = self.eval_env = None
+    offline = bool(run_config.offline_replay)
+    if not run_config.eval_only and not offline:
+      self.train_env = self.make_env(config.env, run_config.envs, run_config.seed)
+    if run_config.eval_only or run_config.eval_every or offline:
+      self.eval_env = self.make_env(config.env, run_config.eval_envs, run_config.seed + 10_000)
+    spaces_from = self.train_env or self.eval_env
+    self.obs_space = _strip_log(spaces_from.obs_space)
+    self.act_space = spaces_from.act_space
+    self.agent = make_agent(config, self.obs_space, self.act_space)
+    key = jax.random.PRNGKey(run_config.seed)
+    init_key, self.policy_key = jax.random.split(key)
+    self.state = self.agent.init(init_key)
+    agent = self.agent
+
+    def policy_step(state, carry, obs, key, mode):
+      key, sample_key = jax.random.split(key)
+      action, carry = agent.policy(state, carry, obs, sample_key, mode)
+      return action, carry, key
+
+    def train_step(state, batch, guard, step):
+      state, metrics = agent.train(state, batch)
+      if 'nonfinite' in metrics:
+        guard = _guard_update(guard, metrics['nonfinite'], step)
+      return state, metrics, guard
+    # One dispatch per env step and per update (RNG split and guard inside).
+    self.policy = jax.jit(policy_step, static_argnums=(4,))
+    self.train = jax.jit(train_step, donate_argnums=0)
+    self.report = jax.jit(self.agent.report)
+    self.checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(self.logdir, 'checkpoints'), run_config.keep_checkpoints)
+    self.logger = logging_lib.Logger(self.logdir, run_config.steps, stream=stream)
+    self.step = 0
+    self.ratio = None
+    self.stop_signal = None
+    self.pending_metrics = []
+    # Non-finite guard, kept on device: (current run, longest run, last finite step).
+    self.guard = (jnp.int32(0), jnp.int32(0), jnp.int32(-1))
+
+  # --- checkpoints --------------------------------------------------------------
+
+  def save(self, replay):
+    if replay is not None and replay.directory:
+      replay.save()
+    meta = {'agent_steps': self.step, 'updates': self.ratio.updates if self.ratio else 0,
+            'replay': replay.stats() if replay is not None else {}}
+    self.checkpointer.save(self.step, {'agent': self.state, 'policy_key': self.policy_key}, meta)
+    _log.info('Saved checkpoint %s/%d.', self.checkpointer.directory, self.step)
+
+  def restore(self, checkpointer, step=None):
+    target = {'agent': self.state, 'policy_key': self.policy_key}
+    restored, meta = checkpointer.restore(target, step)
+    self.state, self.policy_key = restored['agent'], restored['policy_key']
+    return meta
+
+  # --- pieces -----------------------------------------------------------------
+
+  def train_step(self, replay):
+    batch = replay.sample(self.run_config.batch_size, self.run_config.batch_length)
+    self.state, metrics, self.guard = self.train(self.state, batch, self.guard, self.step)
+    self.pending_metrics.append({k: v for k, v in metrics.items() if jnp.ndim(v) == 0})
+
+  def check_guard(self):
+    current, longest, last_finite = (int(x) for x in jax.device_get(self.guard))
+    if longest >= self.run_config.max_nonfinite:
+      latest = self.checkpointer.latest_step()
+      where = (f'{self.checkpointer.directory}/{latest}' if latest is not None
+               else 'none saved yet (restart from scratch with a lower learning rate)')
+      last = f'agent step {last_finite}' if last_finite >= 0 else 'no finite update at all'
+      raise NonFiniteError(
+          f'Stopping: {longest} consecutive training updates were non-finite and skipped '
+          f'(run.max_nonfinite={self.run_config.max_nonfinite}); last finite update at {last}; '
+          f'resume from checkpoint {where}.')
+    del current
+
+  def flush_metrics(self, replay):
+    if self.pending_metrics:
+      fetched = jax.device_get(self.pending_metrics)
+      for metrics in fetched:
+        self.logger.add(metrics, prefix='train')
+      self.pending_metrics = []
+    if replay is not None:
+      stats = replay.stats()
+      self.logger.add({'steps': stats['steps'], 'gb': stats['gb']}, prefix='replay')
+    if self.ratio is not None:
+      self.logger.add({'updates': self.ratio.updates}, prefix='run')
+    self.logger.write(self.step)
+
+  def do_report(self, replay):
+    if replay is None or len(replay) == 0:
+      return
+    try:
+      batch = replay.sample(self.run_config.batch_size, self.run_config.batch_length)
+    except ValueError:
+      return
+    metrics = jax.device_get(self.report(self.state, batch))
+    self.logger.add(metrics, prefix='report')
+
+  def evaluate(self, episodes):
+    driver = Driver(self.eval_env)
+    policy = _Policy(self, 'eval', driver.num_envs)
+    scores = []
+
+    def on_episode(episode, worker):
+      del worker
+      stats = {k: v for k, v in episode.items() if k not in ('score', 'length')}
+      self.logger.episode(self.step, episode['score'], episode['length'], mode='eval', **stats)
+      scores.append(episode['score'])
+    driver.on_episode(on_episode)
+    driver.run(policy, episodes=episodes)
+    return scores
+
+  # --- signals ----------------------------------------------------------------
+
+  def install_signals(self):
+    self._previous = {}
+
+    def handler(signum, frame):
+      del frame
+      self.stop_signal = signum
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[signum] = signal.signal(signum, handler)
+      except ValueError:  # not the main thread
+        pass
+
+  def restore_signals(self):
+    for signum, previous in getattr(self, '_previous', {}).items():
+      signal.signal(signum, previous)
+
+  def close(self):
+    self.restore_signals()
+    self.logger.close()
+    self.checkpointer.close()
+    for env in (self.train_env, self.eval_env):
+      if env is not None and hasattr(env, 'close'):
+        env.close()
+
+
+def _guard_update(guard, nonfinite, step):
+  current, longest, last_finite = guard
+  bad = jnp.asarray(nonfinite) > 0
+  current = jnp.where(bad, current + 1, 0).astype(jnp.int32)
+  longest = jnp.maximum(longest, current)
+  last_finite = jnp.where(bad, last_finite, jnp.int32(step))
+  return current, longest, last_finite
+
+
+class _Timer:
+  def __init__(self, every):
+    self.every = every
+    self.last = time.time()
+
+  def __call__(self):
+    if self.every <= 0:
+      return False
+    now = time.time()
+    if now - self.last >= self.every:
+      self.last = now
+      return True
+    return False
+
+
+def run(make_agent, config, make_env=None, stream=None):
+  """Trains (or evaluates) the agent built by `make_agent(config, obs_space, act_space)`.
+
+  Args:
+    make_agent: returns a `common.agent.Agent`.
+    config: a top-level config with `run` (RunConfig), `env` (EnvConfig) and
+      `replay` (ReplayConfig) sections.
+    make_env: `(env_config, num, seed) -> BatchEnv`; default `common.envs.make_batch`.
+    stream: console stream (default stdout).
+  Returns:
+    A summary dict: `start_step`, `step`, `updates`, `replay_steps`, `eval_scores`,
+    `interrupted`.
+  """
+  for section in ('run', 'env', 'replay'):
+    if not hasattr(config, section):
+      raise TypeError(f'config has no {section!r} section; pass the algorithm\'s top-level Config.')
+  loop = _Loop(make_agent, config, make_env, stream or sys.stdout)
+  try:
+    config_lib.save(config, os.path.join(loop.logdir, 'config.yaml'))
+    if config.run.eval_only:
+      return _eval_only(loop)
+    return _train(loop)
+  finally:
+    loop.close()
+
+
+def _eval_only(loop):
+  source = loop.run_config.from_checkpoint or os.path.join(loop.logdir, 'checkpoints')
+  directory, step = checkpoint_lib.resolve(source)
+  checkpointer = checkpoint_lib.Checkpointer(directory, keep=10 ** 9)
+  meta = loop.restore(checkpointer, step)
+  checkpointer.close()
+  loop.step = int(meta.get('agent_steps', 0))
+  print(f'Evaluating checkpoint {directory} at agent step {loop.step}.', file=loop.stream)
+  scores = loop.evaluate(loop.run_config.eval_episodes)
+  loop.logger.write(loop.step, fps=False)
+  return {'start_step': loop.step, 'step': loop.step, 'updates': meta.get('updates', 0),
+          'replay_steps': 0, 'eval_scores': scores, 'interrupted': False}
+
+
+def _train(loop):
+  run_config = loop.run_config
+  offline = bool(run_config.offline_replay)
+  if offline:
+    replay = replay_lib.Replay(config_lib_replay(loop.config), None, run_config.seed)
+    replay.load(run_config.offline_replay)
+    if run_config.train_ratio <= 0:
+      raise ValueError('run.train_ratio must be positive with run.offline_replay (it sets how '
+                       'many updates run.steps means).')
+  else:
+    replay = replay_lib.Replay(config_lib_replay(loop.config),
+                               os.path.join(loop.logdir, 'replay'), run_config.seed)
+  start = 0 if offline else run_config.prefill
+  loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start)
+  # Resume, or start from another run's checkpoint.
+  if loop.checkpointer.latest_step() is not None:
+    meta = loop.restore(loop.checkpointer)
+    loop.step = int(meta['agent_steps'])
+    loop.ratio.updates = int(meta['updates'])
+    print(f'Resumed from checkpoint {loop.checkpointer.directory}/{loop.step}: agent step '
+          f'{loop.step}, {loop.ratio.updates} updates.', file=loop.stream)
+  elif run_config.from_checkpoint:
+    directory, step = checkpoint_lib.resolve(run_config.from_checkpoint)
+    checkpointer = checkpoint_lib.Checkpointer(directory, keep=10 ** 9)
+    loop.restore(checkpointer, step)
+    checkpointer.close()
+    print(f'Initialised the agent from {directory}.', file=loop.stream)
+  if not offline and os.path.isdir(replay.directory) and os.listdir(replay.directory):
+    loaded = replay.load()
+    print(f'Loaded {loaded} replay steps from {replay.directory}.', file=loop.stream)
+  start_step = loop.step
+  summary = {'start_step': start_step, 'interrupted': False, 'eval_scores': []}
+
+  log_timer = _Timer(run_config.log_every)
+  report_timer = _Timer(run_config.report_every)
+  save_timer = _Timer(run_config.save_every)
+  guard_timer = _Timer(_GUARD_EVERY)
+  next_eval = loop.step + run_config.eval_every if run_config.eval_every else None
+  loop.install_signals()
+
+  if not offline:
+    driver = Driver(loop.train_env)
+    num_envs = driver.num_envs
+    rng = np.random.default_rng(run_config.seed + loop.step)
+
+    def random_policy(obs):
+      del obs
+      return np.stack([loop.act_space.sample(rng) for _ in range(num_envs)])
+    train_policy = _Policy(loop, 'train', num_envs)
+
+    def on_step(transition, worker):
+      replay.add(_strip_log(transition), worker)
+      loop.step += 1
+    driver.on_step(on_step)
+    driver.on_episode(lambda episode, worker: loop.logger.episode(
+        loop.step, episode['score'], episode['length'],
+        **{k: v for k, v in episode.items() if k not in ('score', 'length')}))
+
+  def can_sample():
+    try:
+      replay.sample(1, run_config.batch_length)
+      return True
+    except ValueError:
+      return False
+  trainable = False
+
+  while loop.step < run_config.steps:
+    if offline:
+      loop.train_step(replay)
+      loop.ratio.updates += 1
+      loop.step = int(fractions.Fraction(loop.ratio.updates * loop.batch_steps)
+                      / fractions.Fraction(run_config.train_ratio))
+    else:
+      driver.run(random_policy if loop.step < run_config.prefill else train_policy, steps=1)
+      trainable = trainable or can_sample()
+      if trainable:
+        for _ in range(loop.ratio.due(loop.step)):
+          loop.train_step(replay)
+    if guard_timer():
+      loop.check_guard()
+    if next_eval is not None and loop.step >= next_eval:
+      summary['eval_scores'] = loop.evaluate(run_config.eval_episodes)
+      next_eval = loop.step + run_config.eval_every
+    if report_timer():
+      loop.do_report(replay)
+    if log_timer():
+      loop.check_guard()
+      loop.flush_metrics(replay)
+    if loop.stop_signal is not None:
+      loop.save(replay)
+      name = signal.Signals(loop.stop_signal).name
+      print(f'{name}: saved checkpoint {loop.checkpointer.directory}/{loop.step}; run the '
+            f'same command to resume.', file=loop.stream)
+      summary['interrupted'] = True
+      break
+    if save_timer():
+      loop.save(replay)
+  else:
+    loop.check_guard()
+    loop.flush_metrics(replay)
+    loop.save(replay)
+  replay.close()
+  summary.update(step=loop.step, updates=loop.ratio.updates, replay_steps=len(replay))
+  return summary
+
+
+def config_lib_replay(config):
+  replay_config = config.replay
+  if not isinstance(replay_config, replay_lib.ReplayConfig):
+    raise TypeError(f'config.replay: expected a common.replay.ReplayConfig, got '
+                    f'{type(replay_config).__name__}.')
+  return replay_config

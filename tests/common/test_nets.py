@@ -1,0 +1,193 @@
+"""Tests for common/nets.py: shapes with tiny sizes, GRUs against NumPy loops."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import nets
+
+V1 = dict(depth=4, mults=(1, 2, 4, 8), kernel=4, padding='VALID', act='elu', norm='none')
+V3 = dict(depth=4, mults=(2, 3, 4, 4), kernel=5, padding='SAME', act='silu', norm='rms')
+
+
+@pytest.mark.parametrize('style,size,features', [
+    (V1, 64, 2 * 2 * 8 * 4),   # 64 -> 31 -> 14 -> 6 -> 2
+    (V1, 96, 4 * 4 * 8 * 4),   # 96 -> 47 -> 22 -> 10 -> 4
+    (V3, 64, 4 * 4 * 4 * 4),   # 64 -> 32 -> 16 -> 8 -> 4
+    (V3, 96, 6 * 6 * 4 * 4),   # 96 -> 48 -> 24 -> 12 -> 6
+])
+def test_encoder_decoder_shapes(style, size, features):
+  # Shapes only (jax.eval_shape): full-size convolutions are too slow for a 2-core CI.
+  key = jax.random.PRNGKey(0)
+  image = jax.ShapeDtypeStruct((2, 3, size, size, 3), jnp.uint8)
+  encoder = nets.ImageEncoder(**style)
+  params = jax.eval_shape(encoder.init, key, image)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  embed = jax.eval_shape(encoder.apply, params, image)
+  assert embed.shape == (2, 3, features) and embed.dtype == jnp.float32
+  decoder = nets.ImageDecoder(shape=(size, size, 3), **style)
+  feat = jax.ShapeDtypeStruct((2, 3, 10), jnp.float32)
+  recon = jax.eval_shape(decoder.apply, jax.eval_shape(decoder.init, key, feat), feat)
+  assert recon.shape == (2, 3, size, size, 3) and recon.dtype == jnp.float32
+  bf16 = nets.ImageEncoder(**style, dtype='bfloat16')
+  params = jax.eval_shape(bf16.init, key, image)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+
+def test_sigmoid_decoder_range():
+  decoder = nets.ImageDecoder(shape=(8, 8, 1), depth=2, mults=(1, 1), kernel=3, padding='SAME',
+                              act='silu', norm='rms', output='sigmoid')
+  feat = 10 * jax.random.normal(jax.random.PRNGKey(0), (2, 4))
+  params = jax.jit(decoder.init)(jax.random.PRNGKey(1), feat)
+  recon = jax.jit(decoder.apply)(params, feat)
+  assert recon.shape == (2, 8, 8, 1)
+  assert float(recon.min()) >= 0.0 and float(recon.max()) <= 1.0
+
+
+def test_encoder_scales_uint8_like_reference():
+  key = jax.random.PRNGKey(1)
+  image = jax.random.randint(key, (2, 16, 16, 1), 0, 256).astype(jnp.uint8)
+  encoder = nets.ImageEncoder(**dict(V1, mults=(1,)))
+  params = jax.jit(encoder.init)(key, image)
+  apply = jax.jit(encoder.apply)
+  from_uint8 = apply(params, image)
+  from_float = apply(params, np.asarray(image, np.float32) / 255.0)
+  np.testing.assert_allclose(from_uint8, from_float, rtol=1e-5, atol=1e-5)
+  # The conv sees x / 255 - 0.5: check one output pixel against a NumPy valid convolution.
+  kernel = np.asarray(params['params']['conv0']['kernel'])
+  bias = np.asarray(params['params']['conv0']['bias'])
+  x = np.asarray(image[0], np.float64) / 255.0 - 0.5
+  patch = x[2:6, 4:8, :]   # output pixel (1, 2) with stride 2
+  expected = np.einsum('hwc,hwco->o', patch, kernel) + bias
+  first = np.where(expected > 0, expected, np.expm1(np.minimum(expected, 0)))   # elu
+  np.testing.assert_allclose(from_uint8[0].reshape(7, 7, 4)[1, 2], first, rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_rejects_unreachable_size():
+  decoder = nets.ImageDecoder(shape=(80, 80, 3), **V1)
+  with pytest.raises(ValueError, match='kernels'):
+    decoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 5)))
+
+
+def test_mlp_shapes_outscale_and_dtype():
+  key = jax.random.PRNGKey(2)
+  x = jax.random.normal(key, (3, 4, 7))
+  mlp = nets.MLP(layers=2, units=16, act='silu', norm='rms', out=5, outscale=0.0)
+  params = jax.jit(mlp.init)(key, x)
+  y = jax.jit(mlp.apply)(params, x)
+  assert y.shape == (3, 4, 5)
+  np.testing.assert_array_equal(y, 0.0)   # zero-initialised output layer (V3 heads)
+  bf16 = nets.MLP(layers=2, units=16, act='silu', norm='rms', out=5, dtype='bfloat16')
+  params = jax.jit(bf16.init)(key, x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  y16 = jax.jit(bf16.apply)(params, x)
+  y32 = jax.jit(nets.MLP(layers=2, units=16, act='silu', norm='rms', out=5).apply)(params, x)
+  assert y16.dtype == jnp.float32
+  np.testing.assert_allclose(y16, y32, atol=0.1, rtol=0.1)
+
+
+def test_trunc_normal_fan_in_variance():
+  kernel = nets.initializer('trunc_normal')(jax.random.PRNGKey(3), (400, 300))
+  assert abs(float(np.std(kernel)) - np.sqrt(1 / 400)) < 0.03 * np.sqrt(1 / 400)
+  assert float(np.abs(kernel).max()) <= 2 * np.sqrt(1 / 400) / 0.8796 + 1e-6
+  assert not np.any(nets.initializer('trunc_normal', 0.0)(jax.random.PRNGKey(0), (3, 3)))
+  with pytest.raises(ValueError, match='winit'):
+    nets.initializer('bogus')
+
+
+def _np_norm(x, kind, params, eps):
+  if kind == 'none':
+    return x
+  if kind == 'rms':
+    return x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + eps) * params['scale']
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * params['scale'] + params['bias']
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize('norm', ['layer', 'none'])
+def test_gru_cell_matches_numpy_loop(norm):
+  size, inputs_dim, batch, length = 6, 3, 2, 5
+  cell = nets.GRUCell(size, norm=norm, update_bias=-1.0)
+  key = jax.random.PRNGKey(4)
+  xs = np.asarray(jax.random.normal(key, (length, batch, inputs_dim)))
+  h0 = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (batch, size)))
+  params = cell.init(key, h0, xs[0])
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+  apply = jax.jit(cell.apply)
+  state, expected = h0.astype(np.float64), h0.astype(np.float64)
+  for t in range(length):
+    state = apply(params, state, xs[t])
+    for b in range(batch):
+      z = np.concatenate([xs[t, b], expected[b]]) @ p['linear']['kernel']
+      if norm == 'none':
+        z = z + p['linear']['bias']
+      z = _np_norm(z, norm, p.get('norm'), 1e-4)
+      r, c, u = z[:size], z[size:2 * size], z[2 * size:]
+      r = _sigmoid(r)
+      c = np.tanh(r * c)
+      u = _sigmoid(u - 1.0)
+      expected[b] = u * c + (1 - u) * expected[b]
+    np.testing.assert_allclose(state, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_block_gru_matches_numpy_loop():
+  size, blocks, inputs_dim, batch = 8, 4, 3, 2
+  cell = nets.BlockGRU(size, blocks, hidden_layers=1, act='silu', norm='rms')
+  key = jax.random.PRNGKey(6)
+  x = np.asarray(jax.random.normal(key, (batch, inputs_dim)), np.float64)
+  h = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (batch, size)), np.float64)
+  params = cell.init(key, h, x)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+  out = cell.apply(params, h, x)
+  k = size // blocks
+  for b in range(batch):
+    hidden = []
+    for g in range(blocks):
+      z = np.concatenate([h[b, g * k:(g + 1) * k], x[b]])
+      hidden.append(z @ p['hidden0']['kernel'][g] + p['hidden0']['bias'][g])
+    hidden = _np_norm(np.concatenate(hidden), 'rms', p['norm0'], 1e-4)   # norm over all D
+    hidden = hidden * _sigmoid(hidden)   # silu
+    gates = [hidden[g * k:(g + 1) * k] @ p['gates']['kernel'][g] + p['gates']['bias'][g]
+             for g in range(blocks)]
+    reset = np.concatenate([gt[:k] for gt in gates])
+    cand = np.concatenate([gt[k:2 * k] for gt in gates])
+    update = np.concatenate([gt[2 * k:] for gt in gates])
+    reset, update = _sigmoid(reset), _sigmoid(update - 1.0)
+    expected = update * np.tanh(reset * cand) + (1 - update) * h[b]
+    np.testing.assert_allclose(out[b], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('kw', [dict(norm='none'), dict(norm='rms', block_norm=True)])
+def test_block_gru_recurrence_is_block_diagonal(kw):
+  size, blocks = 8, 4
+  cell = nets.BlockGRU(size, blocks, hidden_layers=1, **kw)
+  key = jax.random.PRNGKey(8)
+  h = jax.random.normal(key, (1, size))
+  x = jax.random.normal(jax.random.PRNGKey(9), (1, 3))
+  params = cell.init(key, h, x)
+  jac = np.asarray(jax.jit(jax.jacfwd(lambda s: cell.apply(params, s, x)[0]))(h)[:, 0])   # [D, D]
+  k = size // blocks
+  for i in range(blocks):
+    for j in range(blocks):
+      block = jac[i * k:(i + 1) * k, j * k:(j + 1) * k]
+      if i == j:
+        assert np.abs(block).max() > 1e-4
+      else:
+        np.testing.assert_array_equal(block, 0.0)
+  # The shared input reaches every block.
+  jac_x = np.asarray(jax.jit(jax.jacfwd(lambda a: cell.apply(params, h, a)[0]))(x)[:, 0])
+  for i in range(blocks):
+    assert np.abs(jac_x[i * k:(i + 1) * k]).max() > 1e-4
+
+
+def test_gru_bad_state_shape_names_argument():
+  cell = nets.GRUCell(6)
+  with pytest.raises(ValueError, match='state'):
+    cell.init(jax.random.PRNGKey(0), jnp.zeros((2, 5)), jnp.zeros((2, 3)))
+  with pytest.raises(ValueError, match='act'):
+    nets.get_act('swish2')

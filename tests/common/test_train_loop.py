@@ -1,0 +1,256 @@
+"""Train loop: exact train ratio, a tiny run end to end, eval-only, offline, guard, kill/resume."""
+import fractions
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from common import train_loop
+from common.checkpoint import Checkpointer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The tiny agent and config, shared by the in-process tests and the subprocess.
+AGENT_SOURCE = textwrap.dedent('''
+    import dataclasses
+    import jax
+    import jax.numpy as jnp
+    from common.agent import Agent
+    from common.config import RunConfig
+    from common.envs.config import EnvConfig
+    from common.replay import ReplayConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class TinyConfig:
+      lr: float = 0.01
+      nan_after: int = -1   # updates from this one on report nonfinite (skipped)
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+      algo: str = 'tiny'
+      suite: str = 'gym'
+      size: str = 'debug'
+      run: RunConfig = RunConfig()
+      env: EnvConfig = EnvConfig(name='gym_CartPole-v1', pixels=False, parallel='none')
+      replay: ReplayConfig = ReplayConfig(capacity=100_000, chunk=16)
+      agent: TinyConfig = TinyConfig()
+
+    def make_agent(config, obs_space, act_space):
+      num_actions = act_space.n
+
+      def init(key):
+        return {'w': jnp.zeros(4), 'calls': jnp.int32(0), 'key': key}
+
+      def init_policy_carry(num):
+        return jnp.zeros(num, jnp.int32)
+
+      def policy(state, carry, obs, key, mode):
+        if mode == 'eval':
+          action = (obs['vector'][:, 2] > 0).astype(jnp.int32)
+        else:
+          action = jax.random.randint(key, obs['reward'].shape, 0, num_actions)
+        carry = jnp.where(obs['is_first'], 0, carry + 1)
+        return action, carry
+
+      def train(state, batch):
+        def loss_fn(w):
+          return jnp.mean((batch['vector'] @ w - batch['reward']) ** 2)
+        loss, grad = jax.value_and_grad(loss_fn)(state['w'])
+        bad = (config.agent.nan_after >= 0) & (state['calls'] >= config.agent.nan_after)
+        w = jnp.where(bad, state['w'], state['w'] - config.agent.lr * grad)
+        new = {'w': w, 'calls': state['calls'] + 1, 'key': state['key']}
+        return new, {'loss': loss, 'nonfinite': bad.astype(jnp.float32)}
+
+      def report(state, batch):
+        video = jnp.zeros((4, 8, 8, 3), jnp.uint8)
+        return {'video/openloop': video, 'w_norm': jnp.linalg.norm(state['w'])}
+
+      return Agent(init, init_policy_carry, policy, train, report)
+''')
+
+_namespace = {}
+exec(compile(AGENT_SOURCE, 'tiny_agent', 'exec'), _namespace)  # pylint: disable=exec-used
+Config, make_agent = _namespace['Config'], _namespace['make_agent']
+
+
+def _config(tmp_path, name='run', agent=None, **run):
+  import dataclasses
+  base = dict(logdir=str(tmp_path / name), steps=200, envs=2, eval_envs=1, prefill=50,
+              train_ratio=8.0, batch_size=2, batch_length=8, log_every=0.0, report_every=1e-6,
+              save_every=0.0, eval_every=0, eval_episodes=2)
+  base.update(run)
+  config = Config()
+  config = dataclasses.replace(config, run=dataclasses.replace(config.run, **base))
+  if agent:
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, **agent))
+  return config
+
+
+def _restore(logdir):
+  checkpointer = Checkpointer(os.path.join(logdir, 'checkpoints'))
+  import jax
+  target = {'agent': make_agent(Config(), None, _Discrete()).init(jax.random.PRNGKey(0)),
+            'policy_key': jax.random.PRNGKey(0)}
+  state, meta = checkpointer.restore(target)
+  checkpointer.close()
+  return state, meta
+
+
+class _Discrete:
+  n = 2
+
+
+def _expected_updates(step, prefill, ratio, batch_steps):
+  return int(fractions.Fraction(max(0, step - prefill)) * fractions.Fraction(ratio) / batch_steps)
+
+
+def test_train_ratio_exact():
+  rng = np.random.default_rng(0)
+  for ratio, batch_steps in [(32.0, 1024), (0.5, 6), (1.25, 16), (512.0, 1024)]:
+    accounting = train_loop.TrainRatio(ratio, batch_steps, start=10)
+    # Reference: a plain loop accumulating fractional credit one step at a time.
+    credit, reference_total, step, total = fractions.Fraction(0), 0, 0, 0
+    for _ in range(300):
+      increment = int(rng.integers(1, 9))
+      for _ in range(increment):
+        step += 1
+        if step > 10:
+          credit += fractions.Fraction(ratio) / batch_steps
+        while credit >= 1:
+          credit -= 1
+          reference_total += 1
+      total += accounting.due(step)
+      assert total == reference_total
+  with pytest.raises(ValueError, match='train_ratio'):
+    train_loop.TrainRatio(-1, 16)
+
+
+def test_run_eval_only_offline_and_sigterm(tmp_path):
+  config = _config(tmp_path, eval_every=100)
+  summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+  logdir = config.run.logdir
+  assert summary['step'] == 200 and summary['start_step'] == 0
+  expected = _expected_updates(200, 50, 8.0, 16)
+  assert summary['updates'] == expected == 75
+  state, meta = _restore(logdir)
+  assert int(state['agent']['calls']) == expected and meta['agent_steps'] == 200
+  assert summary['replay_steps'] == 200 and meta['replay']['steps'] == 200
+  for name in ('config.yaml', 'metrics.jsonl', 'scores.jsonl', 'eval_scores.jsonl'):
+    assert os.path.getsize(os.path.join(logdir, name)) > 0, name
+  scores = [json.loads(x) for x in open(os.path.join(logdir, 'scores.jsonl'))]
+  assert scores and all({'step', 'score', 'length'} <= set(s) for s in scores)
+  # CartPole gives reward 1 per step after the first: score == length.
+  assert all(s['score'] == s['length'] for s in scores)
+  assert any(f.startswith('events') for f in os.listdir(logdir))
+  metrics = [json.loads(x) for x in open(os.path.join(logdir, 'metrics.jsonl'))]
+  assert any('train/loss' in m for m in metrics) and any('report/w_norm' in m for m in metrics)
+
+  # Evaluate the checkpoint: eval scores of the greedy policy are written.
+  eval_config = _config(tmp_path, name='eval', eval_only=True, from_checkpoint=logdir + '/checkpoints')
+  summary = train_loop.run(make_agent, eval_config, stream=open(os.devnull, 'w'))
+  assert len(summary['eval_scores']) >= 2 and summary['step'] == 200
+  lines = open(os.path.join(eval_config.run.logdir, 'eval_scores.jsonl')).readlines()
+  assert len(lines) == len(summary['eval_scores'])
+
+  # Offline: train from the first run's replay, no env stepping, nothing written to it.
+  chunks = sorted(os.listdir(os.path.join(logdir, 'replay')))
+  offline = _config(tmp_path, name='offline', offline_replay=os.path.join(logdir, 'replay'),
+                    steps=32)
+  summary = train_loop.run(make_agent, offline, stream=open(os.devnull, 'w'))
+  assert summary['updates'] == 16 and summary['replay_steps'] == 200
+  assert sorted(os.listdir(os.path.join(logdir, 'replay'))) == chunks
+  assert not os.path.exists(os.path.join(offline.run.logdir, 'replay'))
+
+  # SIGTERM mid-run: finish the step, save, return.
+  from common import envs
+
+  def make_env(env_config, num, seed):
+    env = envs.make_batch(env_config, num, seed)
+    step, calls = env.step, [0]
+
+    def stepping(action):
+      calls[0] += 1
+      if calls[0] == 60:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(action)
+    env.step = stepping
+    return env
+  interrupted = _config(tmp_path, name='term', steps=10_000)
+  summary = train_loop.run(make_agent, interrupted, make_env=make_env,
+                           stream=open(os.devnull, 'w'))
+  assert summary['interrupted'] and summary['step'] < 10_000
+  _, meta = _restore(interrupted.run.logdir)
+  assert meta['agent_steps'] == summary['step']
+
+
+def test_nonfinite_guard_stops(tmp_path):
+  config = _config(tmp_path, agent={'nan_after': 3}, max_nonfinite=5, save_every=1e9)
+  with pytest.raises(train_loop.NonFiniteError, match=r'last finite update at agent step \d+; '
+                     r'resume from checkpoint'):
+    train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+
+
+SCRIPT = AGENT_SOURCE + textwrap.dedent('''
+    import dataclasses, json, os, sys
+    from common import train_loop
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser('~/.cache/worldmodels_jax/xla'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+    logdir, steps, summary_path, save_every = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    config = Config()
+    config = dataclasses.replace(config, run=dataclasses.replace(
+        config.run, logdir=logdir, steps=steps, envs=2, prefill=50, train_ratio=8.0,
+        batch_size=2, batch_length=8, log_every=0.5, report_every=0.0, save_every=save_every))
+    summary = train_loop.run(make_agent, config)
+    json.dump(summary, open(summary_path, 'w'))
+''')
+
+
+def test_sigkill_resume(tmp_path):
+  script = tmp_path / 'run.py'
+  script.write_text(SCRIPT)
+  logdir = str(tmp_path / 'killed')
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  process = subprocess.Popen([sys.executable, str(script), logdir, '1000000',
+                              str(tmp_path / 'first.json'), '0.3'], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  checkpoints = os.path.join(logdir, 'checkpoints')
+  deadline = time.time() + 60
+  while time.time() < deadline:
+    steps = [n for n in os.listdir(checkpoints) if n.isdigit()] if os.path.isdir(checkpoints) else []
+    if len(steps) >= 2:
+      break
+    assert process.poll() is None, process.stderr.read().decode()
+    time.sleep(0.1)
+  time.sleep(0.15)  # likely mid-training or mid-save
+  process.kill()
+  process.wait()
+  _, meta = _restore(logdir)
+  replay_dir = os.path.join(logdir, 'replay')
+  chunks_at_kill = {n: open(os.path.join(replay_dir, n), 'rb').read()
+                    for n in os.listdir(replay_dir) if n.endswith('.npz')}
+  assert meta['agent_steps'] > 50 and meta['updates'] == _expected_updates(
+      meta['agent_steps'], 50, 8.0, 16)
+
+  final_steps = meta['agent_steps'] + 100
+  result = subprocess.run([sys.executable, str(script), logdir, str(final_steps),
+                           str(tmp_path / 'second.json'), '1000'], cwd=ROOT, env=env,
+                          capture_output=True, timeout=120)
+  assert result.returncode == 0, result.stderr.decode()[-3000:]
+  summary = json.load(open(tmp_path / 'second.json'))
+  assert summary['start_step'] == meta['agent_steps']
+  assert summary['step'] == final_steps
+  # Replay intact: every chunk on disk at the kill is still there, unchanged, and loaded.
+  for name, data in chunks_at_kill.items():
+    assert open(os.path.join(replay_dir, name), 'rb').read() == data
+  assert summary['replay_steps'] >= meta['replay']['steps'] + 100
+  assert b'Resumed from checkpoint' in result.stdout
+  # The agent state continued from the checkpoint: its update counter matches the ratio.
+  state, final_meta = _restore(logdir)
+  assert int(state['agent']['calls']) == final_meta['updates'] == _expected_updates(
+      final_steps, 50, 8.0, 16)
