@@ -170,7 +170,8 @@ class Logger:
     self._scalars[f'{prefix}/score'].append(float(score))
     self._scalars[f'{prefix}/length'].append(float(length))
     for key, value in stats.items():
-      if np.ndim(value) == 0:
+      # Numeric scalars are averaged; labels (e.g. a stage name) stay in the jsonl line only.
+      if np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number):
         self._scalars[f'{prefix}/{key}'].append(float(value))
 
   def close(self):

@@ -61,3 +61,11 @@ def test_logger_bad_metric(tmp_path):
   with pytest.raises(ValueError, match="metric 'x'"):
     logger.add({'x': np.zeros(3)})
   logger.close()
+
+
+def test_episode_keeps_labels_in_jsonl_and_averages_only_numbers(tmp_path):
+  logger = Logger(str(tmp_path), tensorboard=False, stream=io.StringIO())
+  logger.episode(10, 1.5, 7, stage='collect', achievements=3)
+  logger.close()
+  record = json.loads((tmp_path / 'scores.jsonl').read_text().strip())
+  assert record == {'step': 10, 'score': 1.5, 'length': 7, 'stage': 'collect', 'achievements': 3}
