@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import nets
+from common import distributions, nets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,15 +93,6 @@ class RSSMState(NamedTuple):
   stats: dict
 
 
-def _unimix_logits(logits, unimix):
-  """log((1 - unimix) softmax(logits) + unimix / C)  (DreamerV3, Sec. 3 / App. B)."""
-  if unimix <= 0.0:
-    return jax.nn.log_softmax(logits, -1)
-  probs = jax.nn.softmax(logits, -1)
-  probs = (1 - unimix) * probs + unimix / logits.shape[-1]
-  return jnp.log(probs)
-
-
 class RSSM(nn.Module):
   """The RSSM as a Linen module; call its methods through `apply` (see module doc)."""
   config: RSSMConfig
@@ -131,36 +122,25 @@ class RSSM(nn.Module):
 
   # -- distributions -------------------------------------------------------
 
-  def _stats(self, raw):
+  def _latent(self, raw):
+    """(distribution of z, its stats dict) from a stats layer's output [B, stats_size].
+
+    Categorical: unimix-ed `OneHotCategorical` [B, S, C] whose samples and mode are
+    straight-through one-hots (DreamerV2, Alg. 1); stats['logits'] holds its
+    log-probs. Gaussian: `Normal(mean, std)` [B, S], reparameterised samples.
+    """
     c = self.config
     raw = raw.astype(jnp.float32)
     if c.classes:
       logits = raw.reshape(raw.shape[:-1] + (c.stoch, c.classes))
-      return {'logits': _unimix_logits(logits, c.unimix)}
+      dist = distributions.OneHotCategorical(logits, c.unimix, dims=1)
+      return dist, {'logits': dist.logits}
     mean, std = jnp.split(raw, 2, -1)
     if c.std_act == 'softplus':
       std = jax.nn.softplus(std) + c.min_std
     else:
       std = 2 * jax.nn.sigmoid(std / 2) + c.min_std
-    return {'mean': mean, 'std': std}
-
-  def _sample(self, stats, key):
-    """Gaussian: mean + std * eps. Categorical: straight-through one-hot (DreamerV2, Alg. 1)."""
-    if self.config.classes:
-      logits = stats['logits']
-      index = jax.random.categorical(key, logits, -1)
-      onehot = jax.nn.one_hot(index, logits.shape[-1], dtype=jnp.float32)
-      probs = jax.nn.softmax(logits, -1)
-      return onehot + probs - jax.lax.stop_gradient(probs)
-    return stats['mean'] + stats['std'] * jax.random.normal(key, stats['mean'].shape)
-
-  def _mode(self, stats):
-    if self.config.classes:
-      logits = stats['logits']
-      onehot = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=jnp.float32)
-      probs = jax.nn.softmax(logits, -1)
-      return onehot + probs - jax.lax.stop_gradient(probs)
-    return stats['mean']
+    return distributions.Normal(mean, std, dims=1), {'mean': mean, 'std': std}
 
   # -- public methods --------------------------------------------------------
 
@@ -173,8 +153,8 @@ class RSSM(nn.Module):
     c = self.config
     if c.initial == 'learned':
       deter = jnp.broadcast_to(jnp.tanh(self.initial_deter), (batch_size, c.deter))
-      stats = self._stats(self.img_out(deter))
-      return RSSMState(deter, self._mode(stats), stats)
+      dist, stats = self._latent(self.img_out(deter))
+      return RSSMState(deter, dist.mode(), stats)
     deter = jnp.zeros((batch_size, c.deter), jnp.float32)
     if c.classes:
       stoch = jnp.zeros((batch_size, c.stoch, c.classes), jnp.float32)
@@ -208,8 +188,8 @@ class RSSM(nn.Module):
     chex.assert_shape(action, (prev_state.deter.shape[0], self.action_dim),
                       custom_message=f'action: expected [B, {self.action_dim}] float')
     deter = self._core(prev_state.deter, prev_state.stoch, action.astype(jnp.float32))
-    stats = self._stats(self.img_out(deter))
-    return RSSMState(deter, self._sample(stats, key), stats)
+    dist, stats = self._latent(self.img_out(deter))
+    return RSSMState(deter, dist.sample(key), stats)
 
   def obs_step(self, prev_state: RSSMState, prev_action, embed, is_first, key):
     """Posterior step: q(z_t | h_t, e_t) with h_t from `img_step`  (PlaNet, Eq. 4).
@@ -236,8 +216,8 @@ class RSSM(nn.Module):
     prior_key, post_key = jax.random.split(key)
     prior = self.img_step(prev_state, prev_action, prior_key)
     x = jnp.concatenate([prior.deter, embed.astype(jnp.float32)], -1)
-    stats = self._stats(self.obs_out(x))
-    post = RSSMState(prior.deter, self._sample(stats, post_key), stats)
+    dist, stats = self._latent(self.obs_out(x))
+    post = RSSMState(prior.deter, dist.sample(post_key), stats)
     return post, prior
 
   def feat(self, state: RSSMState):

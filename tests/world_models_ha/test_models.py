@@ -1,0 +1,150 @@
+"""V, M, C and CMA-ES of World Models against NumPy references."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from world_models_ha import controller, dream, evolve, mdnrnn, vae
+
+
+def _numpy_mixture_nll(logmix, mean, logstd, target):
+  """Plain loop: -log sum_k softmax(logmix)_k N(y; mean_k, exp(logstd_k))."""
+  out = np.zeros(target.shape)
+  for index in np.ndindex(target.shape):
+    weights = np.exp(logmix[index]) / np.exp(logmix[index]).sum()
+    std = np.exp(logstd[index])
+    density = sum(w * np.exp(-0.5 * ((target[index] - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+                  for w, m, s in zip(weights, mean[index], std))
+    out[index] = -np.log(density)
+  return out
+
+
+def test_mixture_nll_matches_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 4, 5))
+  logmix = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  mean, logstd = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 4, 5)) * 0.5
+  target = rng.normal(size=(3, 4))
+  got = mdnrnn.mixture_nll(*map(jnp.asarray, (logmix, mean, logstd, target)))
+  np.testing.assert_allclose(got, _numpy_mixture_nll(logmix, mean, logstd, target), rtol=1e-5)
+
+
+def test_mdnrnn_loss_matches_numpy_and_unroll_matches_steps():
+  model = mdnrnn.MDNRNN(z_size=3, hidden=8, mixtures=5, predict_done=True)
+  params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=2)
+  rng = np.random.default_rng(1)
+  batch = {'mean': rng.normal(size=(2, 5, 3)).astype(np.float32),
+           'logvar': np.full((2, 5, 3), -40.0, np.float32),  # z = mean exactly
+           'action': rng.normal(size=(2, 4, 2)).astype(np.float32),
+           'done': np.array([[0, 0, 0, 1], [0, 0, 0, 0]], bool),
+           'mask': np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)}
+  loss, metrics = mdnrnn.loss_fn(model, params, batch, jax.random.PRNGKey(2), done_weight=10.0)
+  # Step-by-step outputs, then the loss in NumPy.
+  carry = mdnrnn.initial_carry(model, 2)
+  nll, bce = np.zeros((2, 4)), np.zeros((2, 4))
+  for t in range(4):
+    carry, out = mdnrnn.step(model, params, carry, jnp.asarray(batch['mean'][:, t]),
+                             jnp.asarray(batch['action'][:, t]))
+    nll[:, t] = _numpy_mixture_nll(*(np.asarray(x, np.float64) for x in out[:3]),
+                                   batch['mean'][:, t + 1]).mean(-1)
+    p = 1 / (1 + np.exp(-np.asarray(out.done_logit, np.float64)))
+    y = batch['done'][:, t]
+    bce[:, t] = -(y * np.log(p) + (1 - y) * np.log(1 - p)) * (1 + 9 * y)
+  mask = batch['mask']
+  expected_z = (nll * mask).sum() / mask.sum()
+  expected_done = (bce * mask).sum() / mask.sum()
+  np.testing.assert_allclose(metrics['mdnrnn/z_loss'], expected_z, rtol=1e-4)
+  np.testing.assert_allclose(metrics['mdnrnn/done_loss'], expected_done, rtol=1e-4)
+  np.testing.assert_allclose(loss, expected_z + expected_done, rtol=1e-4)
+
+
+def test_mdn_sample_temperature():
+  # Two components: weights 0.9 / 0.1 at means -5 / +5 with tiny std.
+  logmix = jnp.log(jnp.array([[[0.9, 0.1]]]))
+  out = mdnrnn.MDNOutput(jnp.broadcast_to(logmix, (4000, 1, 2)),
+                         jnp.broadcast_to(jnp.array([-5.0, 5.0]), (4000, 1, 2)),
+                         jnp.full((4000, 1, 2), -6.0), jnp.zeros((4000,)))
+  for tau, expected in ((1.0, 0.1), (3.0, 1 / (1 + 9 ** (1 / 3)))):
+    z = mdnrnn.sample(out, jax.random.PRNGKey(0), tau)
+    assert abs(float((z > 0).mean()) - expected) < 0.03
+  assert float(jnp.abs(jnp.abs(z) - 5.0).max()) < 0.1
+
+
+def test_controller_matches_reference_squashing():
+  rng = np.random.default_rng(0)
+  params = {'weight': rng.normal(size=(6, 3)).astype(np.float32),
+            'bias': rng.normal(size=3).astype(np.float32)}
+  x = rng.normal(size=(4, 6)).astype(np.float32)
+  raw = np.tanh(x @ params['weight'] + params['bias'])
+  expected = np.stack([raw[:, 0], (raw[:, 1] + 1) / 2, np.clip(raw[:, 2], 0, 1)], -1)
+  np.testing.assert_allclose(controller.act(params, x, 'car_racing'), expected, rtol=1e-5)
+  doom = {'weight': params['weight'][:, :1], 'bias': params['bias'][:1]}
+  raw = np.tanh(x @ doom['weight'] + doom['bias'])
+  expected = np.where(raw > 1 / 3, 1.0, np.where(raw < -1 / 3, -1.0, 0.0))
+  np.testing.assert_array_equal(controller.act(doom, x, 'doom'), expected)
+  assert controller.input_size(32, 256, False) * 3 + 3 == 867  # the paper's CarRacing C
+  with pytest.raises(ValueError, match='kind'):
+    controller.act(params, x, 'pong')
+
+
+def test_vae_reconstructs_better_than_mean_image():
+  # Eight frames: two random colours, split left/right or right/left.
+  colors = np.random.default_rng(0).integers(0, 256, size=(8, 2, 3))
+  images = np.zeros((8, 64, 64, 3), np.uint8)
+  for i in range(8):
+    images[i] = colors[i, 0]
+    images[i, :, 32 * (i % 2):32 * (i % 2) + 32] = colors[i, 1]
+  model = vae.VAE(z_size=8)
+  params = vae.init_params(model, jax.random.PRNGKey(0))
+  optimizer = optax.adam(3e-3)
+  opt_state = optimizer.init(params)
+
+  @jax.jit
+  def train(params, opt_state, key):
+    grads, metrics = jax.grad(lambda p: vae.loss_fn(model, p, images, key, 0.5),
+                              has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  for step in range(40):
+    params, opt_state, metrics = train(params, opt_state, jax.random.PRNGKey(step))
+  assert np.isfinite(float(metrics['vae/loss']))
+  target = images / 255.0
+  mean, logvar = vae.encode(model, params, jnp.asarray(images))
+  assert mean.shape == (8, 8) and logvar.shape == (8, 8)
+  recon = np.asarray(vae.decode(model, params, mean))
+  vae_error = np.square(recon - target).sum((1, 2, 3)).mean()
+  mean_error = np.square(target.mean(0, keepdims=True) - target).sum((1, 2, 3)).mean()
+  assert vae_error < 0.8 * mean_error, (vae_error, mean_error)
+
+
+def test_cmaes_solves_sphere():
+  es = evolve.CMAES({'x': jnp.full((10,), 3.0)}, population=64, sigma=0.1, weight_decay=0.0)
+  key = jax.random.PRNGKey(0)
+  state = es.init(key)
+  for _ in range(70):
+    key, ask_key, tell_key = jax.random.split(key, 3)
+    candidates, state = es.ask(ask_key, state)
+    state, _ = es.tell(tell_key, state, candidates, -jnp.sum(candidates['x'] ** 2, -1))
+  assert float(jnp.sum(es.mean(state)['x'] ** 2)) < 1e-3
+  with pytest.raises(ValueError, match='population'):
+    evolve.CMAES({'x': jnp.zeros(3)}, population=1)
+
+
+def test_dream_ends_where_the_model_says():
+  model = mdnrnn.MDNRNN(z_size=4, hidden=8, predict_done=True)
+  params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
+  candidates = jax.tree.map(lambda x: jnp.zeros((3,) + x.shape),
+                            controller.init_params(4 + 16, 1))
+  initial = jnp.zeros((5, 4))
+  run = jax.jit(lambda params, key: dream.evaluate_population(
+      model, params, candidates, initial, initial, key, rollouts=2, kind='doom', use_cell=True,
+      temperature=1.15, max_steps=7))
+  for bias, length in ((-20.0, 7.0), (20.0, 1.0)):
+    params = jax.tree.map(lambda x: x, params)
+    params['params']['mdn']['bias'] = params['params']['mdn']['bias'].at[-1].set(bias)
+    params['params']['mdn']['kernel'] = params['params']['mdn']['kernel'].at[:, -1].set(0.0)
+    mean, returns = run(params, jax.random.PRNGKey(1))
+    assert returns.shape == (3, 2)
+    np.testing.assert_array_equal(mean, np.full(3, length))

@@ -1,0 +1,65 @@
+"""Every stage of `python -m world_models_ha.main` end to end at debug size, on real envs."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from world_models_ha import main as wm_main
+from world_models_ha import rollouts
+
+
+def test_doom_all_stages_in_the_dream_then_resume(tmp_path, capsys):
+  logdir = str(tmp_path / 'doom')
+  argv = ['--env', 'doom_take_cover', '--size', 'debug', '--logdir', logdir,
+          '--set', 'env.time_limit=12', '--set', 'agent.evolve.dream_steps=10']
+  wm_main.main(argv + ['--stage', 'all'])
+  episodes = rollouts.list_episodes(os.path.join(logdir, 'rollouts'))
+  assert len(episodes) == 3
+  data = rollouts.load_episode(episodes[0])
+  assert data['obs'].shape == (len(data['action']) + 1, 64, 64, 3)
+  assert set(np.unique(data['action'])) <= {-1.0, 0.0, 1.0}
+  with np.load(os.path.join(logdir, 'series.npz')) as series:
+    assert series['mean'].shape[-1] == 64 and np.isfinite(series['mean']).all()
+  result = json.load(open(os.path.join(logdir, 'eval.json')))
+  assert result['episodes'] == 2 and 0 < result['mean'] <= 12
+  capsys.readouterr()
+  wm_main.main(argv + ['--stage', 'all'])  # everything exists: every stage is skipped
+  out = capsys.readouterr().out
+  for stage in ('collect', 'vae', 'encode', 'mdnrnn', 'controller', 'evaluate'):
+    assert f'{stage}:' in out and 'skipped' in out.split(f'{stage}:')[1].split('\n')[0]
+
+
+def test_car_racing_stages_in_the_real_env(tmp_path):
+  logdir = str(tmp_path / 'car')
+  argv = ['--env', 'car_racing', '--size', 'debug', '--logdir', logdir,
+          '--set', 'env.time_limit=8', '--set', 'agent.collect.episodes=2',
+          '--set', 'agent.evolve.population=2', '--set', 'agent.evolve.rollouts=1',
+          '--set', 'agent.evolve.generations=1', '--set', 'agent.evolve.select_episodes=1',
+          '--set', 'run.eval_episodes=1', '--set', 'agent.vae.z_size=64']  # Doom's VAE program
+  for stage in ('collect', 'vae', 'encode', 'mdnrnn', 'controller', 'evaluate'):
+    wm_main.main(argv + ['--stage', stage])
+  data = rollouts.load_episode(rollouts.list_episodes(os.path.join(logdir, 'rollouts'))[0])
+  assert data['action'].shape == (8, 3) and data['obs'].dtype == np.uint8
+  result = json.load(open(os.path.join(logdir, 'eval.json')))
+  assert result['episodes'] == 1 and np.isfinite(result['mean'])
+
+
+def test_bad_stage_and_missing_inputs_fail_clearly(tmp_path, capsys):
+  with pytest.raises(SystemExit) as error:
+    wm_main.main(['--env', 'car_racing', '--stage', 'train'])
+  assert error.value.code == 2 and '--stage' in capsys.readouterr().err
+  with pytest.raises(FileNotFoundError, match='collect stage'):
+    wm_main.main(['--env', 'car_racing', '--size', 'debug', '--logdir', str(tmp_path),
+                  '--stage', 'vae'])
+
+
+def test_env_pool_processes_match_in_process():
+  kwargs = dict(name='doom_take_cover', num=2, time_limit=5)
+  results = []
+  for parallel in ('process', 'none'):
+    with rollouts.EnvPool(parallel=parallel, **kwargs) as pool:
+      policy = rollouts.RandomPolicy('doom_take_cover', 2, hold=3, seed=0)
+      results.append(rollouts.run_episodes(pool, policy, [0, 0, 0], [4, 5, 6]))
+  np.testing.assert_array_equal(results[0][1], [5, 5, 5])
+  np.testing.assert_array_equal(results[0][0], results[1][0])

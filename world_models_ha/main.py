@@ -1,0 +1,466 @@
+"""World Models pipeline (Ha & Schmidhuber, 2018): `python -m world_models_ha.main --env car_racing --stage all`.
+
+Stages, each resumable (a finished stage is skipped, an interrupted one continues from its last
+checkpoint), all writing into the run directory:
+  collect     random-policy rollouts          -> rollouts/<id>.npz
+  vae         train V on the frames           -> vae/ (checkpoints)
+  encode      VAE posteriors of every frame   -> series.npz
+  mdnrnn      train M on the encoded series   -> mdnrnn/
+  controller  CMA-ES on C (real env or dream) -> controller/
+  evaluate    C in the real environment       -> eval.json, scores.jsonl
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import config as config_lib
+from common.checkpoint import Checkpointer
+from common.logging import Logger
+from world_models_ha import configs, controller, dream, evolve, mdnrnn, rollouts, vae
+
+STAGES = ('collect', 'vae', 'encode', 'mdnrnn', 'controller', 'evaluate')
+
+
+def kind_of(config) -> str:
+  return 'car_racing' if config.env.name == 'car_racing' else 'doom'
+
+
+def build_models(config):
+  agent = config.agent
+  vae_model = vae.VAE(z_size=agent.vae.z_size)
+  rnn_model = mdnrnn.MDNRNN(z_size=agent.vae.z_size, hidden=agent.mdnrnn.hidden,
+                            mixtures=agent.mdnrnn.mixtures, predict_done=agent.mdnrnn.predict_done)
+  num_inputs = controller.input_size(agent.vae.z_size, agent.mdnrnn.hidden,
+                                     agent.controller.use_cell)
+  template = controller.init_params(num_inputs, controller.action_dim(kind_of(config)))
+  return vae_model, rnn_model, template
+
+
+def _path(config, *parts):
+  return os.path.join(config.run.logdir, *parts)
+
+
+def _restore_params(directory, target, what):
+  checkpointer = Checkpointer(directory, keep=1)
+  if checkpointer.latest_step() is None:
+    raise FileNotFoundError(f'{directory}: no {what} checkpoint; run the {what} stage first')
+  state, meta = checkpointer.restore(target)
+  checkpointer.close()
+  return state, meta
+
+
+# ------------------------------------------------------------------ collect
+
+
+def collect(config, logger):
+  directory = _path(config, 'rollouts')
+  wanted = config.agent.collect.episodes
+  done = {int(os.path.basename(p)[:-4]) for p in rollouts.list_episodes(directory)}
+  missing = [i for i in range(wanted) if i not in done]
+  if not missing:
+    print(f'collect: {wanted} rollouts already in {directory}; skipped')
+    return
+  print(f'collect: {len(missing)} random rollouts -> {directory}')
+  seeds = [config.run.seed * 1_000_003 + i for i in missing]
+  policy = rollouts.RandomPolicy(config.env.name, config.run.envs, config.agent.collect.hold,
+                                 config.run.seed + len(done))
+
+  def on_episode(index, data):
+    rollouts.save_episode(directory, missing[index], data)
+    logger.episode(missing[index], data['reward'].sum(), len(data['reward']))
+
+  with rollouts.EnvPool(config.env.name, config.run.envs, config.env.time_limit,
+                        config.env.parallel) as pool:
+    rollouts.run_episodes(pool, policy, np.zeros(len(missing)), seeds, record=True,
+                          on_episode=on_episode)
+  logger.write(len(missing), fps=False)
+
+
+# ------------------------------------------------------------------ vae
+
+
+def _episode_lengths(paths):
+  lengths = []
+  for path in paths:
+    with np.load(path) as data:
+      lengths.append(len(data['reward']) + 1)
+  return np.asarray(lengths)
+
+
+def train_vae(config, logger):
+  cfg = config.agent.vae
+  paths = rollouts.list_episodes(_path(config, 'rollouts'))
+  if not paths:
+    raise FileNotFoundError(f'{_path(config, "rollouts")}: no rollouts; run the collect stage first')
+  frames = int(_episode_lengths(paths).sum())
+  total_steps = max(1, cfg.epochs * frames // cfg.batch_size)
+  vae_model, _, _ = build_models(config)
+  optimizer = optax.adam(cfg.lr)
+  key = jax.random.PRNGKey(config.run.seed)
+  params = vae.init_params(vae_model, key)
+  state = {'params': params, 'opt_state': optimizer.init(params), 'key': key}
+  checkpointer = Checkpointer(_path(config, 'vae'), keep=config.run.keep_checkpoints)
+  step = 0
+  if checkpointer.latest_step() is not None:
+    state, meta = checkpointer.restore(state)
+    step = int(meta['step'])
+  if step >= total_steps:
+    print(f'vae: trained ({step} steps); skipped')
+    return
+
+  @jax.jit
+  def train_step(state, images):
+    key, loss_key = jax.random.split(state['key'])
+    grad_fn = jax.grad(lambda p: vae.loss_fn(vae_model, p, images, loss_key, cfg.kl_tolerance),
+                       has_aux=True)
+    grads, metrics = grad_fn(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    return {'params': params, 'opt_state': opt_state, 'key': key}, metrics
+
+  print(f'vae: {frames} frames, {total_steps} steps of batch {cfg.batch_size} (from {step})')
+  rng = np.random.default_rng([config.run.seed, step])
+  while step < total_steps:
+    chunk = rng.permutation(len(paths))[:cfg.chunk_episodes]
+    images = np.concatenate([rollouts.load_episode(paths[i])['obs'] for i in chunk])
+    order = rng.permutation(len(images))
+    for begin in range(0, max(1, len(images) - cfg.batch_size + 1), cfg.batch_size):
+      batch = images[np.resize(order[begin:begin + cfg.batch_size], cfg.batch_size)]
+      state, metrics = train_step(state, batch)
+      step += 1
+      logger.add(metrics)
+      if step % cfg.save_every == 0 or step == total_steps:
+        checkpointer.save(step, state, {'step': step})
+        logger.write(step)
+      if step >= total_steps:
+        break
+  checkpointer.close()
+
+
+def load_vae(config, source=None):
+  vae_model, _, _ = build_models(config)
+  params = vae.init_params(vae_model, jax.random.PRNGKey(0))
+  optimizer = optax.adam(config.agent.vae.lr)
+  target = {'params': params, 'opt_state': optimizer.init(params), 'key': jax.random.PRNGKey(0)}
+  state, _ = _restore_params(os.path.join(source or config.run.logdir, 'vae'), target, 'vae')
+  return vae_model, state['params']
+
+
+# ------------------------------------------------------------------ encode
+
+
+def encode(config, logger):
+  del logger
+  output = _path(config, 'series.npz')
+  paths = rollouts.list_episodes(_path(config, 'rollouts'))
+  if os.path.exists(output):
+    with np.load(output) as data:
+      if len(data['mask']) == len(paths):
+        print(f'encode: {output} is up to date; skipped')
+        return
+  vae_model, params = load_vae(config)
+  encode_fn = jax.jit(lambda images: vae.encode(vae_model, params, images))
+  lengths = _episode_lengths(paths)
+  horizon, z_size = int(lengths.max()), config.agent.vae.z_size
+  episodes = len(paths)
+  action_dim = controller.action_dim(kind_of(config))
+  series = {'mean': np.zeros((episodes, horizon, z_size), np.float32),
+            'logvar': np.zeros((episodes, horizon, z_size), np.float32),
+            'action': np.zeros((episodes, horizon - 1, action_dim), np.float32),
+            'reward': np.zeros((episodes, horizon - 1), np.float32),
+            'done': np.zeros((episodes, horizon - 1), bool),
+            'mask': np.zeros((episodes, horizon - 1), bool)}
+  block = 256  # fixed batch so that one program serves every episode
+  for index, path in enumerate(paths):
+    data = rollouts.load_episode(path)
+    obs, length = data['obs'], len(data['obs'])
+    padded = np.concatenate([obs, np.zeros((-length % block,) + obs.shape[1:], obs.dtype)])
+    parts = [encode_fn(padded[i:i + block]) for i in range(0, len(padded), block)]
+    series['mean'][index, :length] = np.concatenate([p[0] for p in parts])[:length]
+    series['logvar'][index, :length] = np.concatenate([p[1] for p in parts])[:length]
+    for key in ('action', 'reward', 'done'):
+      series[key][index, :length - 1] = data[key]
+    series['mask'][index, :length - 1] = True
+  temporary = output[:-4] + '.tmp.npz'
+  np.savez(temporary, **series)
+  os.replace(temporary, output)
+  print(f'encode: {episodes} episodes -> {output}')
+
+
+# ------------------------------------------------------------------ mdnrnn
+
+
+def _rnn_optimizer(cfg):
+  schedule = lambda step: (cfg.lr - cfg.min_lr) * cfg.lr_decay ** step + cfg.min_lr
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule))
+
+
+def _rnn_state(config, rnn_model, key):
+  params = mdnrnn.init_params(rnn_model, key, controller.action_dim(kind_of(config)))
+  return {'params': params, 'opt_state': _rnn_optimizer(config.agent.mdnrnn).init(params),
+          'key': key}
+
+
+def sample_windows(series, rng, batch_size, length):
+  """Random [B, length] windows of the encoded series (padded and masked at episode ends)."""
+  valid = series['mask'].sum(1)
+  episodes = rng.choice(np.flatnonzero(valid > 0), batch_size)
+  starts = (rng.uniform(size=batch_size) * np.maximum(valid[episodes] - length + 1, 1)).astype(int)
+  steps = starts[:, None] + np.arange(length)[None]
+  steps_z = starts[:, None] + np.arange(length + 1)[None]
+  horizon = series['mask'].shape[1]
+  take = lambda x, s, limit: x[episodes[:, None], np.minimum(s, limit - 1)]
+  batch = {key: take(series[key], steps_z, horizon + 1) for key in ('mean', 'logvar')}
+  for key in ('action', 'done', 'mask'):
+    batch[key] = take(series[key], steps, horizon)
+  batch['mask'] = batch['mask'] & (steps < horizon)
+  return batch
+
+
+def train_mdnrnn(config, logger):
+  cfg = config.agent.mdnrnn
+  output = _path(config, 'series.npz')
+  if not os.path.exists(output):
+    raise FileNotFoundError(f'{output}: missing; run the encode stage first')
+  _, rnn_model, _ = build_models(config)
+  state = _rnn_state(config, rnn_model, jax.random.PRNGKey(config.run.seed))
+  checkpointer = Checkpointer(_path(config, 'mdnrnn'), keep=config.run.keep_checkpoints)
+  step = 0
+  if checkpointer.latest_step() is not None:
+    state, meta = checkpointer.restore(state)
+    step = int(meta['step'])
+  if step >= cfg.steps:
+    print(f'mdnrnn: trained ({step} steps); skipped')
+    return
+  with np.load(output) as data:
+    series = {key: data[key] for key in data.files}
+  optimizer = _rnn_optimizer(cfg)
+
+  @jax.jit
+  def train_step(state, batch):
+    key, loss_key = jax.random.split(state['key'])
+    grads, metrics = jax.grad(
+        lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, cfg.done_weight),
+        has_aux=True)(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
+            'key': key}, metrics
+
+  print(f'mdnrnn: {cfg.steps} steps of {cfg.batch_size} x {cfg.seq_len} (from {step})')
+  rng = np.random.default_rng([config.run.seed, step])
+  while step < cfg.steps:
+    state, metrics = train_step(state, sample_windows(series, rng, cfg.batch_size, cfg.seq_len))
+    step += 1
+    logger.add(metrics)
+    if step % cfg.save_every == 0 or step == cfg.steps:
+      checkpointer.save(step, state, {'step': step})
+      logger.write(step)
+  checkpointer.close()
+
+
+def load_mdnrnn(config, source=None):
+  _, rnn_model, _ = build_models(config)
+  target = _rnn_state(config, rnn_model, jax.random.PRNGKey(0))
+  state, _ = _restore_params(os.path.join(source or config.run.logdir, 'mdnrnn'), target,
+                             'mdnrnn')
+  return rnn_model, state['params']
+
+
+# ------------------------------------------------------------------ controller
+
+
+class ControllerPolicy:
+  """Host-side batched policy for `rollouts.run_episodes`: V encodes the frame (z sampled), C acts
+  on [z, h], M advances h with (z, a). Candidates' parameters are stacked on a leading axis."""
+
+  def __init__(self, config, vae_model, vae_params, rnn_model, rnn_params, num_slots, seed):
+    kind, use_cell = kind_of(config), config.agent.controller.use_cell
+    self.carry = mdnrnn.initial_carry(rnn_model, num_slots)
+    self.key = jax.random.PRNGKey(seed)
+    self.candidates = None
+
+    def step(candidates, params_index, carry, frames, is_first, key):
+      carry = jax.tree.map(lambda x: jnp.where(is_first[:, None], 0.0, x), carry)
+      mean, logvar = vae.encode(vae_model, vae_params, frames)
+      z = vae.sample_z(mean, logvar, key)
+      chosen = jax.tree.map(lambda x: x[params_index], candidates)
+      inputs = controller.features(z, carry, use_cell)
+      action = jax.vmap(lambda p, x: controller.act(p, x[None], kind)[0])(chosen, inputs)
+      carry, _ = mdnrnn.step(rnn_model, rnn_params, carry, z, action)
+      return action, carry
+
+    self._step = jax.jit(step)
+
+  def __call__(self, frames, is_first, params_index):
+    self.key, key = jax.random.split(self.key)
+    action, self.carry = self._step(self.candidates, params_index, self.carry, frames,
+                                    is_first, key)
+    return np.asarray(action)
+
+
+def real_returns(pool, policy, candidates, episodes_each, rng, only_first=False):
+  """Mean real return of each candidate [P] over `episodes_each` episodes with random seeds
+  (with `only_first`, just candidate 0's: [1]; the stack keeps one compiled policy shape)."""
+  population = 1 if only_first else jax.tree.leaves(candidates)[0].shape[0]
+  policy.candidates = candidates
+  index = np.repeat(np.arange(population), episodes_each)
+  returns, lengths = rollouts.run_episodes(pool, policy, index,
+                                           rng.integers(0, 2**31 - 1, len(index)))
+  return returns.reshape(population, episodes_each).mean(1), returns, lengths
+
+
+def train_controller(config, logger):
+  cfg = config.agent.evolve
+  vae_model, vae_params = load_vae(config)
+  rnn_model, rnn_params = load_mdnrnn(config)
+  _, _, template = build_models(config)
+  es = evolve.CMAES(template, population=cfg.population, sigma=cfg.sigma,
+                    weight_decay=cfg.weight_decay)
+  key = jax.random.PRNGKey(config.run.seed)
+  state = {'es': es.init(key), 'best': template, 'best_score': jnp.asarray(-jnp.inf),
+           'key': key}
+  checkpointer = Checkpointer(_path(config, 'controller'), keep=config.run.keep_checkpoints)
+  generation = 0
+  if checkpointer.latest_step() is not None:
+    state, meta = checkpointer.restore(state)
+    generation = int(meta['step'])
+  if generation >= cfg.generations:
+    print(f'controller: evolved ({generation} generations); skipped')
+    return
+  print(f'controller: CMA-ES on {es.num_params} parameters in the {cfg.where}, '
+        f'generations {generation}..{cfg.generations}')
+  kind, use_cell = kind_of(config), config.agent.controller.use_cell
+  rng = np.random.default_rng([config.run.seed, generation])
+  pool = policy = None
+  if cfg.where == 'dream':
+    with np.load(_path(config, 'series.npz')) as data:
+      initial_mean = jnp.asarray(data['mean'][:, 0])
+      initial_logvar = jnp.asarray(data['logvar'][:, 0])
+    dream_fn = jax.jit(lambda candidates, key, rollouts_each: dream.evaluate_population(
+        rnn_model, rnn_params, candidates, initial_mean, initial_logvar, key,
+        rollouts=rollouts_each, kind=kind, use_cell=use_cell, temperature=cfg.temperature,
+        max_steps=cfg.dream_steps)[0], static_argnums=2)
+    def evaluate(candidates, episodes_each, key):
+      return np.asarray(dream_fn(candidates, key, episodes_each))
+    def select(mean, key):
+      # The mean in every slot of the compiled program: population x rollouts dream episodes
+      # (64 x 16 = the reference's 1,024 evaluations of the mean).
+      tiled = jax.tree.map(lambda x: jnp.repeat(x[None], cfg.population, 0), mean)
+      return float(evaluate(tiled, cfg.rollouts, key).mean())
+  else:
+    pool = rollouts.EnvPool(config.env.name, config.run.envs, config.env.time_limit,
+                            config.env.parallel)
+    policy = ControllerPolicy(config, vae_model, vae_params, rnn_model, rnn_params,
+                              config.run.envs, config.run.seed + generation)
+    def evaluate(candidates, episodes_each, key):
+      del key
+      return real_returns(pool, policy, candidates, episodes_each, rng)[0]
+    def select(mean, key):
+      del key
+      stacked = jax.tree.map(lambda x: jnp.repeat(x[None], cfg.population, 0), mean)
+      return float(real_returns(pool, policy, stacked, cfg.select_episodes, rng,
+                                only_first=True)[0][0])
+  try:
+    while generation < cfg.generations:
+      start = time.time()
+      key, ask_key, eval_key, tell_key, select_key = jax.random.split(state['key'], 5)
+      candidates, es_state = es.ask(ask_key, state['es'])
+      returns = evaluate(candidates, cfg.rollouts, eval_key)
+      es_state, metrics = es.tell(tell_key, es_state, candidates, jnp.asarray(returns))
+      state = dict(state, es=es_state, key=key)
+      generation += 1
+      logger.add(metrics)
+      logger.scalar('evolve/seconds_per_generation', time.time() - start)
+      if generation % cfg.select_every == 0 or generation == cfg.generations:
+        mean = es.mean(es_state)
+        score = select(mean, select_key)
+        logger.scalar('evolve/mean_score', score)
+        if score > float(state['best_score']):
+          state = dict(state, best=mean, best_score=jnp.asarray(score))
+        checkpointer.save(generation, state, {'step': generation})
+        logger.write(generation)
+  finally:
+    if pool is not None:
+      pool.close()
+    checkpointer.close()
+
+
+def load_controller(config, source=None):
+  _, _, template = build_models(config)
+  es = evolve.CMAES(template, population=config.agent.evolve.population,
+                    sigma=config.agent.evolve.sigma)
+  key = jax.random.PRNGKey(0)
+  target = {'es': es.init(key), 'best': template, 'best_score': jnp.asarray(-jnp.inf),
+            'key': key}
+  state, _ = _restore_params(os.path.join(source or config.run.logdir, 'controller'), target,
+                             'controller')
+  return state['best'], float(state['best_score'])
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(config, logger):
+  output = _path(config, 'eval.json')
+  if os.path.exists(output) and not config.run.eval_only:
+    print(f'evaluate: {output} exists; skipped')
+    return
+  source = config.run.from_checkpoint or None
+  vae_model, vae_params = load_vae(config, source)
+  rnn_model, rnn_params = load_mdnrnn(config, source)
+  best, _ = load_controller(config, source)
+  episodes = config.run.eval_episodes
+  policy = ControllerPolicy(config, vae_model, vae_params, rnn_model, rnn_params,
+                            config.run.eval_envs, config.run.seed + 7)
+  rng = np.random.default_rng([config.run.seed, 12345])
+  with rollouts.EnvPool(config.env.name, config.run.eval_envs, config.env.time_limit,
+                        config.env.parallel) as pool:
+    _, returns, lengths = real_returns(pool, policy, jax.tree.map(lambda x: x[None], best),
+                                       episodes, rng)
+  for index, (score, length) in enumerate(zip(returns, lengths)):
+    logger.episode(index, score, length)
+  result = {'env': config.env.name, 'episodes': int(episodes), 'mean': float(returns.mean()),
+            'std': float(returns.std()), 'returns': returns.tolist(),
+            'lengths': lengths.tolist()}
+  with open(output, 'w') as file:
+    json.dump(result, file, indent=1)
+  print(f'evaluate: {episodes} episodes, return {result["mean"]:.1f} +- {result["std"]:.1f}')
+
+
+STAGE_FUNCTIONS = {'collect': collect, 'vae': train_vae, 'encode': encode,
+                   'mdnrnn': train_mdnrnn, 'controller': train_controller,
+                   'evaluate': evaluate}
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else list(argv)
+  stage_parser = argparse.ArgumentParser(add_help=False)
+  stage_parser.add_argument('--stage', default='all')
+  args, rest = stage_parser.parse_known_args(argv)
+  if args.stage not in STAGES + ('all',):
+    print(f'world_models_ha.main: error: --stage {args.stage!r} is not one of '
+          f'{", ".join(STAGES + ("all",))}', file=sys.stderr)
+    raise SystemExit(2)
+  config = config_lib.parse(rest, configs.PRESETS, prog='world_models_ha.main')
+  os.makedirs(config.run.logdir, exist_ok=True)
+  config_lib.save(config, _path(config, 'config.yaml'))
+  stages = STAGES if args.stage == 'all' else (args.stage,)
+  if config.run.eval_only:
+    stages = ('evaluate',)
+  logger = Logger(config.run.logdir)
+  try:
+    for stage in stages:
+      STAGE_FUNCTIONS[stage](config, logger)
+  finally:
+    logger.close()
+
+
+if __name__ == '__main__':
+  main()

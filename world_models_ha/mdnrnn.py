@@ -1,0 +1,140 @@
+"""M: the MDN-RNN of World Models (Ha & Schmidhuber, 2018, Sec. 2.2 and Appendix A.2).
+
+An LSTM reads [z_t, a_t] and a mixture-density head models P(z_{t+1} | a_t, z_t, h_t) as a
+mixture of K Gaussians per latent dimension (K = 5), with a sampling temperature tau. For Doom it
+also predicts the episode-ends flag (the reference's "restart" logit), weighted by a factor on
+positive examples since they are rare.
+
+Output layout per step: `logmix`, `mean`, `logstd` each [..., Z, K] (logmix normalised over K),
+and `done_logit` [...] (zeros when the model does not predict it).
+"""
+from typing import Any, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LOG_SQRT_TWO_PI = float(np.log(np.sqrt(2.0 * np.pi)))
+
+
+class MDNOutput(NamedTuple):
+  logmix: jax.Array      # [..., Z, K], log mixture weights (normalised)
+  mean: jax.Array        # [..., Z, K]
+  logstd: jax.Array      # [..., Z, K]
+  done_logit: jax.Array  # [...]
+
+
+class MDNRNN(nn.Module):
+  """LSTM with a per-dimension Gaussian-mixture head (and optionally a done logit)."""
+  z_size: int = 32
+  hidden: int = 256
+  mixtures: int = 5
+  predict_done: bool = False
+
+  def setup(self):
+    self.cell = nn.OptimizedLSTMCell(self.hidden, name='lstm')
+    self.head = nn.Dense(self.z_size * self.mixtures * 3 + int(self.predict_done), name='mdn')
+
+  def __call__(self, carry, z, action):
+    """One step. carry (c, h) [B, H]; z [B, Z]; action [B, A] -> (carry, MDNOutput)."""
+    carry, h = self.cell(carry, jnp.concatenate([z, action], -1))
+    out = self.head(h)
+    mix = out[..., :self.z_size * self.mixtures * 3]
+    mix = mix.reshape(out.shape[:-1] + (self.z_size, 3, self.mixtures))
+    logmix = jax.nn.log_softmax(mix[..., 0, :], axis=-1)
+    if self.predict_done:
+      done_logit = out[..., -1]
+    else:
+      done_logit = jnp.zeros(out.shape[:-1], out.dtype)
+    return carry, MDNOutput(logmix, mix[..., 1, :], mix[..., 2, :], done_logit)
+
+
+def initial_carry(model: MDNRNN, batch_size: int):
+  """Zero LSTM state (c, h), each [batch_size, hidden]."""
+  zeros = jnp.zeros((batch_size, model.hidden), jnp.float32)
+  return (zeros, zeros)
+
+
+def init_params(model: MDNRNN, key, action_dim: int) -> Any:
+  carry = initial_carry(model, 1)
+  return model.init(key, carry, jnp.zeros((1, model.z_size)), jnp.zeros((1, action_dim)))
+
+
+def step(model: MDNRNN, params, carry, z, action):
+  """One LSTM step: (carry, z [B, Z], action [B, A]) -> (carry, MDNOutput [B, ...])."""
+  chex.assert_rank([z, action], 2)
+  return model.apply(params, carry, z, action)
+
+
+def unroll(model: MDNRNN, params, z, action, carry=None):
+  """Scan over time: z [B, T, Z], action [B, T, A] -> (MDNOutput [B, T, ...], final carry)."""
+  chex.assert_rank([z, action], 3)
+  chex.assert_equal_shape_prefix([z, action], 2)
+  if carry is None:
+    carry = initial_carry(model, z.shape[0])
+
+  def body(carry, inputs):
+    return model.apply(params, carry, *inputs)
+
+  carry, out = jax.lax.scan(body, carry, (jnp.swapaxes(z, 0, 1), jnp.swapaxes(action, 0, 1)))
+  return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out), carry
+
+
+def mixture_nll(logmix, mean, logstd, target):
+  """-log sum_k pi_k N(target; mean_k, exp(logstd_k)^2) per latent dim.
+
+  logmix, mean, logstd [..., Z, K] (logmix normalised over K); target [..., Z] -> [..., Z].
+  """
+  chex.assert_equal_shape([logmix, mean, logstd])
+  chex.assert_equal_shape_prefix([logmix, target], target.ndim)
+  normalised = (target[..., None] - mean) * jnp.exp(-logstd)
+  log_normal = -0.5 * jnp.square(normalised) - logstd - LOG_SQRT_TWO_PI
+  return -jax.nn.logsumexp(logmix + log_normal, axis=-1)
+
+
+def loss_fn(model: MDNRNN, params, batch, key, done_weight: float = 10.0):
+  """MDN-RNN loss on encoded sequences; returns (loss [], metrics).
+
+  batch: `mean`, `logvar` [B, T+1, Z] (the VAE's posteriors, z is sampled from them as the
+  reference does), `action` [B, T, A], `done` [B, T] (episode ended after action t) and `mask`
+  [B, T] (valid transitions). The z-loss is the mixture NLL averaged over valid steps and latent
+  dims; with `predict_done` the done loss is the sigmoid cross-entropy with positives weighted by
+  `done_weight`.
+  """
+  for name in ('mean', 'logvar', 'action', 'done', 'mask'):
+    if name not in batch:
+      raise KeyError(f'batch: missing key {name!r} (need mean, logvar, action, done, mask)')
+  chex.assert_rank([batch['mean'], batch['action'], batch['mask']], [3, 3, 2])
+  z = batch['mean'] + jnp.exp(batch['logvar'] / 2.0) * jax.random.normal(
+      key, batch['mean'].shape)
+  out, _ = unroll(model, params, z[:, :-1], batch['action'])
+  mask = batch['mask'].astype(jnp.float32)
+  count = jnp.maximum(mask.sum(), 1.0)
+  nll = mixture_nll(out.logmix, out.mean, out.logstd, z[:, 1:]).mean(-1)
+  z_loss = (nll * mask).sum() / count
+  metrics = {'mdnrnn/z_loss': z_loss}
+  loss = z_loss
+  if model.predict_done:
+    done = batch['done'].astype(jnp.float32)
+    cross_entropy = (jnp.maximum(out.done_logit, 0.0) - out.done_logit * done
+                     + jnp.log1p(jnp.exp(-jnp.abs(out.done_logit))))
+    weight = 1.0 + (done_weight - 1.0) * done
+    done_loss = (weight * cross_entropy * mask).sum() / count
+    loss = loss + done_loss
+    metrics['mdnrnn/done_loss'] = done_loss
+    metrics['mdnrnn/done_accuracy'] = (((out.done_logit > 0) == (done > 0.5)) * mask).sum() / count
+  metrics['mdnrnn/loss'] = loss
+  return loss, metrics
+
+
+def sample(out: MDNOutput, key, temperature: float = 1.0):
+  """Sample z_{t+1} [..., Z] from the mixture at temperature tau (the reference's rule):
+  mixture weights softmax(logmix / tau), then mean + exp(logstd) * sqrt(tau) * eps."""
+  mix_key, noise_key = jax.random.split(key)
+  component = jax.random.categorical(mix_key, out.logmix / temperature, axis=-1)
+  pick = lambda x: jnp.take_along_axis(x, component[..., None], axis=-1)[..., 0]
+  mean, logstd = pick(out.mean), pick(out.logstd)
+  noise = jax.random.normal(noise_key, mean.shape, mean.dtype)
+  return mean + jnp.exp(logstd) * jnp.sqrt(temperature) * noise
