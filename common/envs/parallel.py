@@ -1,9 +1,18 @@
 """`BatchEnv`: N envs behind one `step(actions [N, ...]) -> obs [N, ...]`.
 
-Modes: 'process' (one worker process per env, `spawn` or `forkserver`
-context; forkserver is the default: it starts workers faster, see the envs
-report), 'thread' (a thread per env; enough where the simulator releases the
+Modes: 'process' (one worker process per env, `forkserver` or `spawn`
+context), 'thread' (a thread per env; enough where the simulator releases the
 GIL), 'none' (stepped in turn in this process; for debugging).
+
+Process mode moves no observation through a pipe: the batch's observations
+(one array [N, *space.shape] per key of `obs_space`) and actions live in shared
+memory (`multiprocessing.shared_memory`), allocated once from the spaces the
+first worker reports. A step writes the checked actions, writes one byte to every
+worker's pipe, and waits for every one-byte answer (the workers step
+concurrently); each worker writes its row of every observation key in place.
+Actions are checked once per batch, vectorised (the per-env check gives the
+message when a batch is bad). An env that returns keys or shapes other than its
+`obs_space` raises a ValueError naming them (in every mode).
 
 Fault tolerance: when a worker dies, raises, or does not answer within
 `timeout` seconds, it is restarted with a fresh env, a warning is logged, and
@@ -15,7 +24,9 @@ worker without a successful step, a RuntimeError is raised instead.
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 import traceback
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -23,72 +34,195 @@ from common.envs.spaces import check_actions
 
 log = logging.getLogger(__name__)
 MODES = ('process', 'thread', 'none')
+CONTEXTS = ('forkserver', 'spawn')
+
+# One-byte messages between BatchEnv and a process worker.
+_STEP, _CLOSE, _OK, _ERROR, _SPEC = b's', b'c', b'k', b'E', b'S'
 
 
 class WorkerError(Exception):
   """A worker crashed or raised; the message holds the cause."""
 
 
-def _worker_main(conn, constructor):
+class SpecError(ValueError):
+  """An env returned observations that do not match its `obs_space`."""
+
+
+def check_action_batch(space, actions, num: int, name: str = 'action') -> np.ndarray:
+  """`check_actions` in a few vectorised NumPy operations; same result and errors.
+
+  actions: [num, *space.shape]. A batch the vectorised test does not accept goes
+  through the per-env `check_actions`, which raises the message naming the env.
+  """
+  value = np.asarray(actions)
+  if value.shape == (num,) + space.shape and value.dtype.kind in 'fiu':
+    if space.discrete:
+      integral = value.dtype.kind in 'iu' or bool(np.all(value == np.round(value)))
+      if integral and np.all(value >= space.low) and np.all(value <= space.high):
+        return value.astype(space.dtype)
+    else:
+      tolerance = 1e-5
+      if (np.all(np.isfinite(value)) and np.all(value >= space.low - tolerance)
+          and np.all(value <= space.high + tolerance)):
+        return np.clip(value, space.low, space.high).astype(space.dtype)
+  return check_actions(space, value, num, name)
+
+
+def write_obs(obs: dict, buffers: dict, index: int):
+  """Writes one env's `obs` into row `index` of `buffers` ({key: [N, ...]})."""
+  if len(obs) != len(buffers) or any(key not in buffers for key in obs):
+    raise SpecError(f'the env returned keys {sorted(obs)} but its obs_space has '
+                    f'{sorted(buffers)}; make obs_space list every key step() returns.')
+  for key, buffer in buffers.items():
+    value = obs[key]
+    if np.shape(value) != buffer.shape[1:]:
+      raise SpecError(f"the env returned '{key}' of shape {np.shape(value)} but its obs_space "
+                      f'says {buffer.shape[1:]}; fix the env or its obs_space.')
+    buffer[index] = value
+
+
+class _SharedArrays:
+  """Arrays {key: [num, *shape]} in shared memory; picklable as a spec to attach by name."""
+
+  def __init__(self, specs, create=True):
+    # specs: {key: (shm name or None, dtype str, shape)}.
+    self._memories, self.arrays, self.specs = [], {}, {}
+    try:
+      for key, (name, dtype, shape) in specs.items():
+        size = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+        memory = (shared_memory.SharedMemory(create=True, size=size) if create else
+                  shared_memory.SharedMemory(name=name))
+        self._memories.append(memory)
+        self.arrays[key] = np.ndarray(shape, dtype, buffer=memory.buf)
+        self.specs[key] = (memory.name, dtype, shape)
+    except Exception:
+      self.release(unlink=create)
+      raise
+
+  @classmethod
+  def allocate(cls, spaces: dict, num: int):
+    return cls({key: (None, space.dtype.str, (num,) + space.shape)
+                for key, space in spaces.items()})
+
+  def release(self, unlink=False):
+    self.arrays = {}  # Views must go before the mappings close.
+    for memory in self._memories:
+      try:
+        memory.close()
+        if unlink:
+          memory.unlink()
+      except (OSError, BufferError):
+        pass
+    self._memories = []
+
+
+def _worker_main(conn, constructor, index):
   try:
     env = constructor()
     conn.send(('ok', (env.obs_space, env.act_space)))
   except Exception:  # pylint: disable=broad-except
     conn.send(('error', traceback.format_exc()))
     return
-  while True:
+  shared = None
+  try:
+    obs_specs, act_specs = conn.recv()
+    fd = conn.fileno()  # Per step: one raw byte each way (a message follows errors only).
     try:
-      command, payload = conn.recv()
-    except (EOFError, KeyboardInterrupt):
-      break
-    if command == 'close':
-      try:
-        env.close()
-      finally:
-        conn.close()
-      break
-    try:
-      conn.send(('ok', env.step(payload)))
+      shared = _SharedArrays(obs_specs, create=False), _SharedArrays(act_specs, create=False)
     except Exception:  # pylint: disable=broad-except
-      conn.send(('error', traceback.format_exc()))
+      os.write(fd, _ERROR)
+      conn.send_bytes(f'attaching shared memory failed:\n{traceback.format_exc()}'.encode())
+      return
+    buffers, actions = shared[0].arrays, shared[1].arrays['action']
+    os.write(fd, _OK)
+    while True:
+      command = os.read(fd, 1)
+      if command in (_CLOSE, b''):
+        break
+      try:
+        write_obs(env.step(actions[index].copy()), buffers, index)
+        os.write(fd, _OK)
+      except SpecError as error:
+        os.write(fd, _SPEC)
+        conn.send_bytes(str(error).encode())
+      except Exception:  # pylint: disable=broad-except
+        os.write(fd, _ERROR)
+        conn.send_bytes(traceback.format_exc().encode())
+  except (EOFError, OSError, KeyboardInterrupt):
+    pass  # The parent went away or was interrupted; just exit.
+  finally:
+    try:
+      env.close()
+    finally:
+      if shared:
+        buffers = actions = None
+        for part in shared:
+          part.release()
+      conn.close()
 
 
 class _ProcessWorker:
 
-  def __init__(self, constructor, context, timeout):
+  def __init__(self, constructor, context, timeout, index):
     self._timeout = timeout
     self._conn, child = context.Pipe()
-    self.process = context.Process(target=_worker_main, args=(child, constructor), daemon=True)
+    self._fd = self._conn.fileno()
+    self.process = context.Process(target=_worker_main, args=(child, constructor, index),
+                                   daemon=True)
     self.process.start()
     child.close()
 
-  def _receive(self):
+  def _poll(self):
     try:
       if not self._conn.poll(self._timeout):
         raise WorkerError(f'no answer within {self._timeout} s')
-      status, payload = self._conn.recv()
     except (EOFError, OSError) as error:
       raise WorkerError(f'process died (exit code {self.process.exitcode}): {error!r}') from None
+
+  def _died(self, error):
+    self.process.join(0.1)
+    return WorkerError(f'process died (exit code {self.process.exitcode}): {error!r}')
+
+  def spaces(self):
+    self._poll()
+    try:
+      status, payload = self._conn.recv()
+    except (EOFError, OSError) as error:
+      raise self._died(error) from None
     if status == 'error':
       raise WorkerError(payload)
     return payload
 
-  def spaces(self):
-    return self._receive()
-
-  def submit(self, action):
+  def bind(self, obs, actions):
     try:
-      self._conn.send(('step', action))
-    except (BrokenPipeError, OSError):
+      self._conn.send((obs.specs, actions.specs))
+    except (BrokenPipeError, OSError) as error:
+      raise self._died(error) from None
+    self.result()
+
+  def submit(self):
+    try:
+      os.write(self._fd, _STEP)
+    except OSError:
       pass  # Reported by result().
 
   def result(self):
-    return self._receive()
+    self._poll()
+    try:
+      answer = os.read(self._fd, 1)
+      if answer == _OK:
+        return
+      if not answer:
+        raise EOFError('the pipe was closed')
+      message = self._conn.recv_bytes().decode()
+    except (EOFError, OSError) as error:
+      raise self._died(error) from None
+    raise (SpecError if answer == _SPEC else WorkerError)(message)
 
   def close(self, kill=False):
     if not kill and self.process.is_alive():
       try:
-        self._conn.send(('close', None))
+        os.write(self._fd, _CLOSE)
         self.process.join(5)
       except (BrokenPipeError, OSError):
         pass
@@ -101,9 +235,11 @@ class _ProcessWorker:
 class _LocalWorker:
   """Runs the env in this process, either in a thread pool or inline."""
 
-  def __init__(self, constructor, pool):
+  def __init__(self, constructor, pool, index):
     self._pool = pool
+    self._index = index
     self._pending = None
+    self._buffers = self._actions = None
     try:
       self._env = constructor()
     except Exception:  # pylint: disable=broad-except
@@ -112,7 +248,11 @@ class _LocalWorker:
   def spaces(self):
     return self._env.obs_space, self._env.act_space
 
-  def submit(self, action):
+  def bind(self, obs, actions):
+    self._buffers, self._actions = obs.arrays, actions.arrays['action']
+
+  def submit(self):
+    action = self._actions[self._index].copy()
     if self._pool:
       self._pending = self._pool.submit(self._env.step, action)
     else:
@@ -120,11 +260,10 @@ class _LocalWorker:
 
   def result(self):
     try:
-      if self._pool:
-        return self._pending.result()
-      return self._env.step(self._pending)
+      obs = self._pending.result() if self._pool else self._env.step(self._pending)
     except Exception:  # pylint: disable=broad-except
       raise WorkerError(traceback.format_exc()) from None
+    write_obs(obs, self._buffers, self._index)
 
   def close(self, kill=False):
     try:
@@ -134,17 +273,32 @@ class _LocalWorker:
         raise
 
 
+class _LocalArrays:
+  """Plain NumPy arrays with the `_SharedArrays` interface (thread and none modes)."""
+
+  def __init__(self, spaces: dict, num: int):
+    self.arrays = {key: np.zeros((num,) + space.shape, space.dtype)
+                   for key, space in spaces.items()}
+
+  def release(self, unlink=False):
+    self.arrays = {}
+
+
 class BatchEnv:
   """N envs from `constructors` (picklable zero-argument callables for 'process').
 
   obs_space / act_space are one env's spaces (no batch axis); `step` takes and
   returns arrays with a leading [N] axis. Use as a context manager or `close()`.
+  `context`: 'forkserver' (default: workers start about as fast as with spawn and
+  the parent's size does not slow them) or 'spawn'.
   """
 
   def __init__(self, constructors, mode: str = 'process', context: str = 'forkserver',
                timeout: float = 600.0, max_restarts: int = 3):
     if mode not in MODES:
       raise ValueError(f"BatchEnv mode '{mode}' must be one of {MODES} (EnvConfig.parallel).")
+    if mode == 'process' and context not in CONTEXTS:
+      raise ValueError(f"BatchEnv context '{context}' must be one of {CONTEXTS}.")
     if not constructors:
       raise ValueError('BatchEnv needs at least one env constructor (num >= 1).')
     self._constructors = list(constructors)
@@ -154,17 +308,36 @@ class BatchEnv:
     self._context = multiprocessing.get_context(context) if mode == 'process' else None
     self._pool = (concurrent.futures.ThreadPoolExecutor(len(constructors))
                   if mode == 'thread' else None)
-    self._workers = [self._start(index) for index in range(len(constructors))]
+    self._obs = self._actions = None
+    self._workers = []
+    self._closed = False
+    for index in range(len(self._constructors)):
+      try:
+        self._workers.append(self._start(index))
+      except WorkerError as error:
+        self.close()
+        raise RuntimeError(f'Env worker {index} failed to start:\n{error}') from None
     spaces = [self._first_spaces(index) for index in range(len(self._workers))]
     self.obs_space, self.act_space = spaces[0]
-    self._last = [None] * len(self._workers)
-    self._failures = [0] * len(self._workers)
+    num = len(self._workers)
+    arrays = _SharedArrays.allocate if mode == 'process' else _LocalArrays
+    self._obs = arrays(self.obs_space, num)
+    self._actions = arrays({'action': self.act_space}, num)
+    for index, worker in enumerate(self._workers):
+      try:
+        worker.bind(self._obs, self._actions)
+      except WorkerError as error:
+        self.close()
+        raise RuntimeError(f'Env worker {index} failed to start:\n{error}') from None
+    self._last = None          # The previous batch returned (a private copy).
+    self._has_last = [False] * num  # Whether row i of it is the current env's last step.
+    self._failures = [0] * num
     self.restarts = 0  # Number of worker restarts so far (for logging).
 
   def _start(self, index):
     if self._mode == 'process':
-      return _ProcessWorker(self._constructors[index], self._context, self._timeout)
-    return _LocalWorker(self._constructors[index], self._pool)
+      return _ProcessWorker(self._constructors[index], self._context, self._timeout, index)
+    return _LocalWorker(self._constructors[index], self._pool, index)
 
   def _first_spaces(self, index):
     try:
@@ -187,26 +360,42 @@ class BatchEnv:
 
   def step(self, actions) -> dict:
     """actions: [N, *act_space.shape] -> obs dict of [N, ...] arrays."""
-    actions = check_actions(self.act_space, actions, self.num)
-    for worker, action in zip(self._workers, actions):
-      worker.submit(action)
-    outputs = [self._collect(index) for index in range(self.num)]
-    return {key: np.stack([obs[key] for obs in outputs]) for key in outputs[0]}
+    if self._obs is None or not self._obs.arrays:
+      raise RuntimeError('BatchEnv.step after close(); make a new BatchEnv.')
+    self._actions.arrays['action'][...] = check_action_batch(self.act_space, actions, self.num)
+    for worker in self._workers:
+      worker.submit()
+    cuts = {}
+    for index in range(self.num):
+      cut = self._collect(index)
+      if cut is not None:
+        cuts[index] = cut
+    out = {key: array.copy() for key, array in self._obs.arrays.items()}
+    for index, cut in cuts.items():
+      for key, value in cut.items():
+        out[key][index] = value
+    self._last = {key: value.copy() for key, value in out.items()}
+    return out
 
   def _collect(self, index):
+    """Waits for worker `index`; returns a cut observation for its row, or None."""
     while True:
       try:
-        obs = self._workers[index].result()
-        if not obs['is_first']:  # A reset alone does not prove the env healthy.
+        self._workers[index].result()
+        if not self._obs.arrays['is_first'][index]:  # A reset alone does not prove health.
           self._failures[index] = 0
-        self._last[index] = obs
-        return obs
+        self._has_last[index] = True
+        return None
+      except SpecError as error:
+        self.close()
+        raise ValueError(f'Env worker {index}: {error}') from None
       except WorkerError as error:
-        obs = self._restart(index, error)
-        if obs is not None:
-          return obs
+        cut = self._restart(index, error)
+        if cut is not None:
+          return cut
         # The crashed env had no episode in progress: step the new env (its reset).
-        self._workers[index].submit(np.zeros(self.act_space.shape, self.act_space.dtype))
+        self._actions.arrays['action'][index] = 0
+        self._workers[index].submit()
 
   def _restart(self, index, error):
     """Restarts worker `index`; returns the cut observation, or None if nothing to cut."""
@@ -226,30 +415,36 @@ class BatchEnv:
       try:
         self._workers[index] = self._start(index)
         self._workers[index].spaces()
+        self._workers[index].bind(self._obs, self._actions)
         break
       except WorkerError as start_error:
         self._failures[index] += 1
         if self._failures[index] > self._max_restarts:
           self.close()
           raise RuntimeError(f'Env worker {index} could not be restarted:\n{start_error}') from None
-    last = self._last[index]
-    self._last[index] = None
-    if last is None or last['is_last']:
+    had_last, self._has_last[index] = self._has_last[index], False
+    if not had_last or self._last is None or self._last['is_last'][index]:
       return None
-    obs = {key: np.copy(value) for key, value in last.items()}
-    obs['reward'] = np.zeros_like(last['reward'])
-    obs['is_first'] = np.zeros_like(last['is_first'])
-    obs['is_last'] = np.ones_like(last['is_last'])
-    obs['is_terminal'] = np.zeros_like(last['is_terminal'])
-    return obs
+    cut = {key: value[index].copy() for key, value in self._last.items()}
+    cut['reward'] = np.zeros_like(cut['reward'])
+    cut['is_first'] = np.zeros_like(cut['is_first'])
+    cut['is_last'] = np.ones_like(cut['is_last'])
+    cut['is_terminal'] = np.zeros_like(cut['is_terminal'])
+    return cut
 
   def close(self):
-    for worker in getattr(self, '_workers', []):
+    if getattr(self, '_closed', True):
+      return
+    self._closed = True
+    for worker in self._workers:
       try:
         worker.close()
       except Exception:  # pylint: disable=broad-except
         pass
-    if self._pool:
+    for arrays in (getattr(self, '_obs', None), getattr(self, '_actions', None)):
+      if arrays is not None:
+        arrays.release(unlink=True)
+    if getattr(self, '_pool', None):
       self._pool.shutdown(wait=False)
 
   def __enter__(self):

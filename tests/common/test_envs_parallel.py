@@ -123,3 +123,88 @@ def test_unpicklable_not_needed_for_partial_constructors():
   constructor = functools.partial(envs.make_env, CARTPOLE, 0)
   import pickle
   assert pickle.loads(pickle.dumps(constructor)).args[0] == CARTPOLE
+
+
+def test_shared_memory_images_equal_single_envs():
+  """Process mode passes images through shared memory: equal to single envs, no aliasing."""
+  config = envs.suite_config('atari_pong', size=(32, 32), parallel='process')
+  num, steps = 2, 12
+  actions = np.random.default_rng(1).integers(0, 18, (steps, num)).astype(np.int32)
+  expected = reference(config, num, 3, actions)
+  seen = []
+  with envs.make_batch(config, num, seed=3) as batch:
+    assert batch.obs_space['image'].shape == (32, 32, 1)
+    for step, action in enumerate(actions):
+      obs = batch.step(action)
+      seen.append(obs)
+      for key in expected[step][0]:
+        assert obs[key].dtype == batch.obs_space[key].dtype, key
+        np.testing.assert_array_equal(obs[key], np.stack([e[key] for e in expected[step]]))
+    names = [name for name, _, _ in batch._obs.specs.values()]  # pylint: disable=protected-access
+  # Returned batches are copies: later steps did not overwrite earlier ones.
+  for step, obs in enumerate(seen):
+    np.testing.assert_array_equal(obs['image'], np.stack([e['image'] for e in expected[step]]))
+  from multiprocessing import shared_memory
+  for name in names:  # close() unlinked the shared memory.
+    with pytest.raises(FileNotFoundError):
+      shared_memory.SharedMemory(name=name)
+  with pytest.raises(RuntimeError, match='after close'):
+    batch.step(np.zeros(num, np.int32))
+
+
+def test_hung_worker_times_out_and_is_restarted(caplog):
+  with envs.make_batch(dataclasses.replace(CARTPOLE, parallel='process'), 2, seed=0) as batch:
+    batch.step(np.zeros(2, np.int32))
+    batch.step(np.zeros(2, np.int32))
+    batch._workers[0]._timeout = 0.5  # pylint: disable=protected-access
+    os.kill(batch.processes[0].pid, signal.SIGSTOP)
+    with caplog.at_level(logging.WARNING):
+      obs = batch.step(np.zeros(2, np.int32))
+    assert 'no answer within 0.5 s' in caplog.text and batch.restarts == 1
+    assert obs['is_last'][0] and not obs['is_terminal'][0] and obs['reward'][0] == 0
+    assert batch.step(np.zeros(2, np.int32))['is_first'][0]
+
+
+def check_actions_reference(space, actions, num):
+  """The per-env check in a plain loop (spaces.check_action), the slow reference."""
+  from common.envs.spaces import check_action
+  value = np.asarray(actions)
+  if value.shape[:1] != (num,) or value.shape[1:] != space.shape:
+    raise ValueError('shape')
+  return np.stack([check_action(space, value[i], f'action[{i}]') for i in range(num)])
+
+
+@pytest.mark.parametrize('space', [Space(np.int32, (), 0, 5), Space(np.float32, (3,), -1.0, 1.0)])
+def test_vectorised_action_check_equals_per_env_check(space):
+  from common.envs.parallel import check_action_batch
+  rng = np.random.default_rng(0)
+  num = 4
+  shape = (num,) + space.shape
+  candidates = [rng.integers(-1, 7, shape), rng.integers(0, 6, shape).astype(np.float64),
+                rng.integers(0, 6, shape) + 0.5, rng.uniform(-1.2, 1.2, shape),
+                rng.uniform(-1, 1, shape).astype(np.float32), np.full(shape, np.nan),
+                np.zeros((num + 1,) + space.shape), np.ones(shape, bool)]
+  for actions in candidates + [rng.integers(0, 6, shape) for _ in range(5)]:
+    try:
+      expected = check_actions_reference(space, actions, num)
+    except ValueError as error:
+      with pytest.raises(ValueError) as raised:
+        check_action_batch(space, actions, num)
+      if str(error) != 'shape':
+        assert str(raised.value) == str(error)
+      continue
+    got = check_action_batch(space, actions, num)
+    assert got.dtype == expected.dtype == space.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+class WrongShapeEnv(FlakyEnv):
+  def _step(self, action):
+    return transition({'vector': np.zeros(2, np.float32)}, 1.0)
+
+
+def test_obs_not_matching_obs_space_is_a_clear_error():
+  with BatchEnv([WrongShapeEnv], mode='none') as batch:
+    batch.step(np.zeros(1, np.int32))
+    with pytest.raises(ValueError, match=r"'vector' of shape \(2,\) but its obs_space says \(1,\)"):
+      batch.step(np.zeros(1, np.int32))
