@@ -1,0 +1,131 @@
+"""PlaNet: preprocessing, latent overshooting indexing, training and resume on DMC pixels."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import config as config_lib
+from common import rssm as rssm_lib
+from common.envs.spaces import Space
+from planet import agent as agent_lib
+from planet import configs
+from planet import main as planet_main
+
+
+def debug_config(**sets):
+  overrides = [f'{k}={v}' for k, v in sets.items()]
+  return config_lib.compose(configs.PRESETS, env='dmc_cartpole_balance', size='debug',
+                            overrides=overrides, logdir='/tmp/unused')
+
+
+def test_presets_follow_the_paper():
+  config = config_lib.compose(configs.PRESETS, env='dmc_cartpole_swingup', logdir='/tmp/x')
+  assert config.env.action_repeat == 8 and not config.env.proprio
+  assert (config.agent.rssm.deter, config.agent.rssm.stoch) == (200, 30)
+  assert (config.run.batch_size, config.run.batch_length) == (50, 50)
+  # 5 seed episodes of 1000 / 8 steps (+ reset step); 100 updates of 50 x 50 per episode.
+  assert config.run.prefill == 5 * 126
+  assert config.run.train_ratio == pytest.approx(100 * 2500 / 125)
+  assert config_lib.compose(configs.PRESETS, env='dmc_walker_walk',
+                            logdir='/tmp/x').env.action_repeat == 2
+  assert config_lib.compose(configs.PRESETS, env='dmc_cheetah_run',
+                            logdir='/tmp/x').env.action_repeat == 4
+
+
+def test_preprocess_quantises_to_five_bits():
+  image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+  out = np.asarray(agent_lib.preprocess(jnp.asarray(image), 5, jax.random.PRNGKey(0)))
+  expected_low = np.array([[[(v // 8) / 32.0] for v in row] for row in image[..., 0]])
+  assert np.all(out >= expected_low) and np.all(out < expected_low + 1 / 32)
+  centre = np.asarray(agent_lib.preprocess(jnp.asarray(image), 5))
+  np.testing.assert_allclose(centre, expected_low + 1 / 64, atol=1e-6)
+
+
+def test_overshooting_kl_indexing_matches_loop():
+  rssm = rssm_lib.RSSM(rssm_lib.dataclasses.replace(rssm_lib.PLANET, deter=8, hidden=8, stoch=3),
+                       action_dim=2)
+  params = rssm_lib.init_params(rssm, jax.random.PRNGKey(0), embed_dim=5)
+  batch, length, distance = 2, 6, 3
+  rng = np.random.default_rng(0)
+  embed = jnp.asarray(rng.normal(size=(batch, length, 5)), jnp.float32)
+  action = jnp.asarray(rng.uniform(-1, 1, (batch, length, 2)), jnp.float32)
+  is_first = np.zeros((batch, length), bool)
+  is_first[:, 0] = True
+  is_first[1, 4] = True
+  prev_action = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+  post, prior = rssm_lib.observe(rssm, params, embed, prev_action, jnp.asarray(is_first), None,
+                                 jax.random.PRNGKey(1))
+  kl, mask = agent_lib.overshooting_kl(rssm, params, post, jnp.asarray(is_first), action,
+                                       distance, jax.random.PRNGKey(2))
+  assert kl.shape == mask.shape == (batch, length, distance)
+  pm, ps = np.asarray(post.stats['mean'], np.float64), np.asarray(post.stats['std'], np.float64)
+  qm, qs = np.asarray(prior.stats['mean'], np.float64), np.asarray(prior.stats['std'], np.float64)
+  for b in range(batch):
+    for t in range(length):
+      for d in range(1, distance + 1):
+        valid = t + d < length and not is_first[b, t + 1:t + d + 1].any()
+        assert bool(mask[b, t, d - 1]) == valid, (b, t, d)
+      # One step open loop from post[t] with action[t] is the filtering prior at t + 1.
+      if t + 1 < length and not is_first[b, t + 1]:
+        m1, s1, m2, s2 = pm[b, t + 1], ps[b, t + 1], qm[b, t + 1], qs[b, t + 1]
+        expected = np.sum(np.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5)
+        np.testing.assert_allclose(kl[b, t, 0], expected, rtol=1e-4, atol=1e-5)
+
+
+def _synthetic_batch(batch, length, rng):
+  data = {
+      'image': rng.integers(0, 256, (batch, length, 64, 64, 3), dtype=np.uint8),
+      'action': rng.uniform(-1, 1, (batch, length, 1)).astype(np.float32),
+      'reward': rng.uniform(0, 1, (batch, length)).astype(np.float32),
+      'is_first': np.zeros((batch, length), bool),
+  }
+  data['is_first'][:, 0] = True
+  return data
+
+
+def test_train_policy_report_on_synthetic_batches():
+  config = debug_config(**{'agent.overshooting': 3})
+  agent = agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
+                               Space(np.float32, (1,), -1.0, 1.0))
+  state = jax.jit(agent.init)(jax.random.PRNGKey(0))
+  batch = _synthetic_batch(2, 8, np.random.default_rng(0))
+  batch['image'] = np.full_like(batch['image'], 200)  # a learnable image
+  train = jax.jit(agent.train)
+  losses = []
+  for _ in range(3):
+    state, metrics = train(state, batch)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    losses.append(float(metrics['image_loss']))
+  assert losses[-1] < losses[0]  # fits the (fixed) batch
+  policy = jax.jit(agent.policy, static_argnums=4)
+  carry = agent.init_policy_carry(2)
+  obs = {'image': batch['image'][:, 0], 'is_first': np.ones(2, bool)}
+  for mode in ('train', 'eval', 'random'):
+    action, carry = policy(state, carry, obs, jax.random.PRNGKey(1), mode)
+    assert action.shape == (2, 1) and np.all(np.abs(np.asarray(action)) <= 1)
+  report = jax.jit(agent.report)(state, batch)
+  assert report['video/openloop'].shape == (8, 3 * 64, 2 * 64, 3)
+  assert report['video/openloop'].dtype == np.uint8
+  with pytest.raises(ValueError, match='act_space'):
+    agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
+                         Space(np.int32, (), 0, 2))
+
+
+def test_trains_on_dmc_pixels_and_resumes(tmp_path):
+  logdir = str(tmp_path / 'run')
+  common = ['--env', 'dmc_cartpole_balance', '--size', 'debug', '--logdir', logdir,
+            '--set', 'run.log_every=0', '--set', 'run.report_every=0', '--set', 'run.save_every=0',
+            '--set', 'run.eval_every=0', '--set', 'run.prefill=130',
+            '--set', 'run.train_ratio=16', '--set', 'env.parallel=none']
+  first = planet_main.main(common + ['--steps', '200'])
+  assert first['step'] >= 200 and first['updates'] > 0
+  with open(os.path.join(logdir, 'metrics.jsonl')) as f:
+    lines = [json.loads(line) for line in f]
+  losses = [line[k] for line in lines for k in line if k.startswith('train/') and 'loss' in k]
+  assert losses and all(np.isfinite(losses))
+  second = planet_main.main(common + ['--steps', '240'])
+  assert second['start_step'] == first['step']
+  assert second['updates'] > first['updates']
