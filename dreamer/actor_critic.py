@@ -1,0 +1,258 @@
+"""Actor-critic learning in imagination (DreamerV1 Sec. 3, V2 Sec. 2.2, V3 Sec. 2 "Critic/Actor learning").
+
+One implementation whose behaviour the config selects:
+
+  | switch                        | V1                  | V2                    | V3                         |
+  |-------------------------------|---------------------|-----------------------|----------------------------|
+  | actor gradient (discrete)     | -                   | REINFORCE             | REINFORCE                  |
+  | actor gradient (continuous)   | dynamics backprop   | dynamics backprop     | REINFORCE                  |
+  | ('both': grad_mix dynamics + (1 - grad_mix) REINFORCE, V2's actor_grad_mix)                            |
+  | return normaliser             | none                | none                  | 5-95 percentile EMA        |
+  | critic output / loss          | regression (MSE)    | regression (MSE)      | symexp two-hot             |
+  | slow critic                   | none                | bootstrap target      | regulariser (EMA 0.02)     |
+  | value loss on replay          | no                  | no                    | yes (scale 0.3)            |
+
+Imagined trajectories are batch-major: `feat [N, H+1, F]`, `action [N, H+1, A]`
+(action[t] is chosen at state t), `reward [N, H+1]` (reward[t] predicted for arriving
+at state t), `cont [N, H+1]` (continue probability of state t). The lambda-return
+R[t] = r[t+1] + gamma c[t+1] ((1 - lam) v[t+1] + lam R[t+1]) (V3, Eq. 7) covers t < H.
+"""
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from common import distributions as dists
+from common import returns as returns_lib
+from dreamer import networks
+
+sg = jax.lax.stop_gradient
+ACTOR_GRADS = ('reinforce', 'dynamics', 'both')
+
+
+class ActorCritic(NamedTuple):
+  """The actor and critic modules plus what the losses need to know about them."""
+  actor: networks.Head
+  critic: networks.Head
+  config: object          # DreamerConfig
+  discrete: bool
+  action_dim: int
+
+
+def make(config, act_space, dtype=jnp.float32) -> ActorCritic:
+  """Builds the actor and critic for an action space (discrete `.n` or continuous `[A]`)."""
+  discrete = bool(getattr(act_space, 'discrete', False))
+  if discrete:
+    action_dim = int(act_space.n)
+  else:
+    if len(act_space.shape) != 1:
+      raise ValueError(f'act_space: continuous actions must be a vector [A], got shape '
+                       f'{act_space.shape}; flatten the action space.')
+    action_dim = int(act_space.shape[0])
+  if action_dim < 1:
+    raise ValueError(f'act_space: needs at least one action, got {action_dim}.')
+  actor_cfg, critic_cfg = config.actor, config.critic
+  if actor_cfg.continuous_dist not in ('bounded_normal', 'tanh_normal', 'normal'):
+    raise ValueError(f'agent.actor.continuous_dist: unknown {actor_cfg.continuous_dist!r}; '
+                     "use 'bounded_normal', 'tanh_normal' or 'normal'.")
+  for name in ('grad_discrete', 'grad_continuous'):
+    if getattr(actor_cfg, name) not in ACTOR_GRADS:
+      raise ValueError(f'agent.actor.{name}: use one of {ACTOR_GRADS}, '
+                       f'got {getattr(actor_cfg, name)!r}.')
+  if not 0.0 <= actor_cfg.grad_mix <= 1.0:
+    raise ValueError(f'agent.actor.grad_mix: must be in [0, 1], got {actor_cfg.grad_mix}.')
+  out = action_dim if discrete else 2 * action_dim
+  actor = networks.Head(
+      out_dim=out, layers=actor_cfg.layers, units=actor_cfg.units, act=actor_cfg.act,
+      norm=actor_cfg.norm, outscale=actor_cfg.outscale, dtype=dtype)
+  critic = networks.make_head(critic_cfg, dtype)
+  return ActorCritic(actor, critic, config, discrete, action_dim)
+
+
+def init_params(ac: ActorCritic, key: chex.PRNGKey, feat_dim: int) -> dict:
+  """{'actor': ..., 'critic': ...} parameter pytrees."""
+  actor_key, critic_key = jax.random.split(key)
+  feat = jnp.zeros((1, feat_dim), jnp.float32)
+  return {'actor': ac.actor.init(actor_key, feat)['params'],
+          'critic': ac.critic.init(critic_key, feat)['params']}
+
+
+def actor_dist(ac: ActorCritic, actor_params, feat: chex.Array):
+  """The policy distribution over actions (one-hot [.., A] or continuous [..., A]) at `feat` [..., F]."""
+  out = ac.actor.apply({'params': actor_params}, feat)
+  cfg = ac.config.actor
+  if ac.discrete:
+    return dists.OneHotCategorical(out, unimix=cfg.unimix)
+  mean, raw_std = jnp.split(out, 2, -1)
+  if cfg.continuous_dist == 'bounded_normal':
+    return dists.bounded_normal(mean, raw_std, cfg.min_std, cfg.max_std)
+  if cfg.continuous_dist == 'tanh_normal':
+    # DreamerV1 (reference code): mean = 5 tanh(m / 5) keeps the pre-tanh mean in range;
+    # std = softplus(raw + softplus^-1(init_std)) + min_std starts at about init_std.
+    raw_init = jnp.log(jnp.expm1(jnp.float32(cfg.init_std)))
+    std = jax.nn.softplus(raw_std + raw_init) + cfg.min_std
+    return dists.TanhNormal(5.0 * jnp.tanh(mean / 5.0), std)
+  std = (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(raw_std + 2.0) + cfg.min_std
+  return dists.Normal(mean, std, dims=1)
+
+
+def critic_value(ac: ActorCritic, critic_params, feat: chex.Array):
+  """(distribution, value [...]) of the critic at `feat` [..., F]."""
+  dist = networks.head_dist(ac.config.critic, ac.critic.apply({'params': critic_params}, feat))
+  return dist, networks.head_mean(ac.config.critic, dist)
+
+
+def actor_grad(ac: ActorCritic) -> str:
+  cfg = ac.config.actor
+  return cfg.grad_discrete if ac.discrete else cfg.grad_continuous
+
+
+def discount(config) -> float:
+  return 1.0 - 1.0 / config.horizon
+
+
+def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_state,
+                     traj: dict) -> tuple:
+  """Actor and critic losses on imagined trajectories (V3, Eq. 6-8; V1, Eq. 7-8; V2, Eq. 5-6).
+
+  Args:
+    params: {'actor', 'critic'} (online). slow_critic_params: the slow critic.
+    retnorm_state: PercentileNormalizerState (updated here when retnorm is 'percentile').
+    traj: {'feat' [N, H+1, F], 'action' [N, H+1, A], 'reward' [N, H+1], 'cont' [N, H+1]}.
+      In REINFORCE mode the leaves carry no gradient; in dynamics mode `feat`, `reward`
+      and `cont` are differentiable functions of the actor's actions.
+  Returns:
+    (policy_loss [], value_loss [], new retnorm_state, returns [N, H], metrics).
+  """
+  cfg = ac.config
+  feat, action, reward, cont = traj['feat'], traj['action'], traj['reward'], traj['cont']
+  chex.assert_rank([feat, action, reward, cont], [3, 3, 2, 2])
+  chex.assert_equal_shape_prefix([feat, action, reward, cont], 2)
+  gamma = 1.0 if cfg.continue_discount else discount(cfg)
+  # Weight of step t: the probability of reaching it (cumulative continue flags).
+  weight = sg(jnp.cumprod(gamma * cont, 1) / gamma)
+
+  critic_dist, value = critic_value(ac, params['critic'], sg(feat))
+  _, slow_value = critic_value(ac, slow_critic_params, sg(feat))
+  grad_mode = actor_grad(ac)
+  # Bootstrap values from the slow critic (V2) or the online one (V1, V3), never
+  # training it here. With dynamics gradients (V1, V2 continuous) the return's
+  # gradient flows through the critic into the imagined states.
+  boot_params = slow_critic_params if cfg.critic.slow_target else params['critic']
+  _, boot = critic_value(ac, sg(boot_params), feat if grad_mode != 'reinforce' else sg(feat))
+  returns = returns_lib.lambda_return(
+      reward[:, 1:].T, boot.T, (gamma * cont[:, 1:]).T, cfg.lam).T   # [N, H]
+
+  if cfg.retnorm.kind == 'percentile':
+    retnorm_state = returns_lib.percentile_normalizer_update(
+        retnorm_state, returns, cfg.retnorm.rate, cfg.retnorm.low, cfg.retnorm.high)
+    _, scale = returns_lib.percentile_normalizer_stats(retnorm_state, cfg.retnorm.limit)
+  elif cfg.retnorm.kind == 'none':
+    scale = jnp.ones((), jnp.float32)
+  else:
+    raise ValueError(f"agent.retnorm.kind: use 'percentile' or 'none', got {cfg.retnorm.kind!r}.")
+  scale = sg(scale)
+
+  policy = actor_dist(ac, params['actor'], sg(feat))
+  entropy = policy.entropy()[:, :-1]
+  # REINFORCE (V2 Eq. 6, V3 Eq. 6): log pi(a_t | s_t) sg(R_t - v(s_t)) / S;
+  # dynamics backprop (V1 Eq. 7): R_t / S differentiated through the model.
+  if grad_mode == 'dynamics':
+    objective = returns / scale
+  else:
+    advantage = sg((returns - boot[:, :-1]) / scale)
+    objective = policy.log_prob(sg(action))[:, :-1] * advantage
+    if grad_mode == 'both':
+      mix = cfg.actor.grad_mix
+      objective = mix * returns / scale + (1.0 - mix) * objective
+  policy_loss = (weight[:, :-1] * -(objective + cfg.actor.entropy * entropy)).mean()
+
+  value_nll = -_log_prob(cfg.critic, critic_dist, sg(_pad(returns)))[:, :-1]
+  reg = -_log_prob(cfg.critic, critic_dist, sg(slow_value))[:, :-1]
+  value_loss = (weight[:, :-1] * (value_nll + cfg.critic.slow_regularizer * reg)).mean()
+
+  metrics = {
+      'imag_return_mean': returns.mean(), 'imag_return_std': returns.std(),
+      'imag_value_mean': value.mean(), 'imag_reward_mean': reward.mean(),
+      'imag_cont_mean': cont.mean(), 'imag_weight_mean': weight.mean(),
+      'policy_entropy': entropy.mean(), 'return_scale': scale,
+      'retnorm_low': retnorm_state.low, 'retnorm_high': retnorm_state.high,
+  }
+  if ac.discrete:
+    metrics['policy_max_prob'] = policy.probs.max(-1).mean()
+  return policy_loss, value_loss, retnorm_state, returns, sg(metrics)
+
+
+def _log_prob(head_cfg, dist, target):
+  return networks.head_log_prob(head_cfg, dist, target)
+
+
+def _pad(x):
+  """[N, T-1] -> [N, T] with a zero last step (its loss is sliced off)."""
+  return jnp.concatenate([x, jnp.zeros_like(x[:, -1:])], 1)
+
+
+def replay_value_loss(ac: ActorCritic, critic_params, slow_critic_params, feat: chex.Array,
+                      batch: dict, boot: chex.Array) -> tuple:
+  """V3's critic loss on replayed trajectories, bootstrapped from imagined returns (V3 code 'repval').
+
+    R[t] = r[t+1] + gamma (1 - term[t+1]) ((1 - lam') boot[t+1] + lam' R[t+1]),
+    lam' = lam (1 - last[t+1]), R[T-1] := boot[T-1]-bootstrap;  weight (1 - last[t]).
+
+  Args:
+    feat: posterior features [B, T, F] (carry gradients into the world model when
+      critic.replay_grad is set). batch: 'reward', 'is_last', 'is_terminal' [B, T].
+    boot: imagined lambda-return from each posterior state [B, T].
+  Returns:
+    (loss [], metrics).
+  """
+  cfg = ac.config
+  chex.assert_rank([feat, boot], [3, 2])
+  chex.assert_equal_shape_prefix([feat, boot, batch['reward']], 2)
+  reward = batch['reward'].astype(jnp.float32)
+  last = batch['is_last'].astype(jnp.float32)
+  term = batch['is_terminal'].astype(jnp.float32)
+  gamma = discount(cfg)
+  returns = returns_lib.lambda_return(
+      reward[:, 1:].T, sg(boot).T, (gamma * (1 - term[:, 1:])).T,
+      (cfg.lam * (1 - last[:, 1:])).T).T                     # [B, T-1]
+  if not cfg.critic.replay_grad:
+    feat = sg(feat)
+  dist, _ = critic_value(ac, critic_params, feat)
+  _, slow_value = critic_value(ac, slow_critic_params, sg(feat))
+  nll = -_log_prob(cfg.critic, dist, sg(_pad(returns)))[:, :-1]
+  reg = -_log_prob(cfg.critic, dist, sg(slow_value))[:, :-1]
+  weight = 1.0 - last[:, :-1]
+  loss = (weight * (nll + cfg.critic.slow_regularizer * reg)).mean()
+  return loss, {'replay_return_mean': sg(returns.mean())}
+
+
+def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRNGKey,
+                  mode: str) -> chex.Array:
+  """An action (one-hot float [N, A] or continuous [N, A]) for `feat` [N, F].
+
+  mode: 'train' samples (plus V1's exploration noise), 'eval' takes the mode,
+  'random' samples uniformly from the action space.
+  """
+  n = feat.shape[0]
+  if mode == 'random':
+    if ac.discrete:
+      index = jax.random.randint(key, (n,), 0, ac.action_dim)
+      return jax.nn.one_hot(index, ac.action_dim, dtype=jnp.float32)
+    return jax.random.uniform(key, (n, ac.action_dim), jnp.float32, -1.0, 1.0)
+  dist = actor_dist(ac, actor_params, feat)
+  if mode == 'eval':
+    action = dist.mode()
+  elif mode == 'train':
+    sample_key, noise_key = jax.random.split(key)
+    action = dist.sample(sample_key)
+    noise = ac.config.actor.explore_noise
+    if noise and not ac.discrete:
+      action = action + noise * jax.random.normal(noise_key, action.shape)
+  else:
+    raise ValueError(f"policy mode: use 'train', 'eval' or 'random', got {mode!r}.")
+  if not ac.discrete:
+    action = jnp.clip(action, -1.0, 1.0)
+  return sg(action.astype(jnp.float32))
+

@@ -1,0 +1,262 @@
+"""The Dreamer agent as pure functions (`common.agent.Agent`): init, policy, train, report.
+
+One train step (DreamerV3, Hafner et al. 2023, Sec. 2 and App. B), one XLA program:
+  1. world-model loss on the replayed batch [B, T] (world_model.loss);
+  2. from every posterior state (B * T starts), imagine `imag_horizon` steps with the
+     actor through the (stop-gradient) world model;
+  3. actor and critic losses on the imagined trajectories, and the critic's loss on
+     the replayed trajectories bootstrapped from the imagined returns (actor_critic);
+  4. one optimizer over all modules (V3 code), or one per module (V1/V2), then the
+     slow critic's EMA step.
+A step whose loss or gradients are not finite is skipped (state kept, only the RNG
+advances) and reported as metrics['nonfinite'] = 1.
+"""
+import functools
+from typing import Any
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from common import agent as agent_lib
+from common import optim as optim_lib
+from common import returns as returns_lib
+from common import rssm as rssm_lib
+from dreamer import actor_critic as ac_lib
+from dreamer import world_model as wm_lib
+
+sg = jax.lax.stop_gradient
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything `train` updates; checkpointed as one pytree."""
+  params: dict               # {'world_model': ..., 'actor': ..., 'critic': ...}
+  opt_state: Any
+  slow_critic: Any           # EMA copy of params['critic']
+  retnorm: returns_lib.PercentileNormalizerState
+  key: jax.Array
+  step: jax.Array            # applied (finite) updates, int32
+
+
+def compute_dtype(precision: str) -> str:
+  """'auto' -> bfloat16 on GPU/TPU, float32 on CPU; otherwise the named dtype."""
+  if precision == 'auto':
+    return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+  if precision not in ('float32', 'bfloat16'):
+    raise ValueError(f"run.precision: use 'auto', 'float32' or 'bfloat16', got {precision!r}.")
+  return precision
+
+
+def _check_act_space(act_space):
+  discrete = bool(getattr(act_space, 'discrete', False))
+  if discrete:
+    return
+  shape = tuple(getattr(act_space, 'shape', ()))
+  if len(shape) != 1:
+    raise ValueError(f'act_space: the actor handles a discrete action or a continuous vector '
+                     f'[A] in [-1, 1]; got shape {shape}.')
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """One optimizer over all parameters (V3 code) or one per module (V1/V2)."""
+  if config.single_optimizer:
+    return optim_lib.make_optimizer(config.opt)
+  transforms = {'world_model': optim_lib.make_optimizer(config.opt),
+                'actor': optim_lib.make_optimizer(config.actor_opt),
+                'critic': optim_lib.make_optimizer(config.critic_opt)}
+
+  def labels(params):
+    return {name: jax.tree.map(lambda _: name, tree) for name, tree in params.items()}
+
+  return optax.multi_transform(transforms, labels)
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(x)) for x in leaves],
+                          jnp.bool_(True))
+
+
+def imagine(wm: wm_lib.WorldModel, ac: ac_lib.ActorCritic, wm_params: dict, actor_params,
+            start: rssm_lib.RSSMState, horizon: int, key: jax.Array) -> dict:
+  """Imagined trajectory from start states [N] -> dict of [N, H+1, ...] (see actor_critic).
+
+  With the actor gradient 'dynamics' or 'both' (V1; V2 continuous) the features, rewards
+  and continue flags are differentiable functions of the actor's (reparameterised or
+  straight-through) actions through the RSSM's transitions; with 'reinforce' (V2 discrete,
+  V3) the trajectory is a constant and the actor learns from log-probabilities only.
+  The caller stops the gradient into `wm_params` (agent.train does).
+  """
+  dynamics = ac_lib.actor_grad(ac) != 'reinforce'
+  actor_params = actor_params if dynamics else sg(actor_params)
+
+  def policy_fn(latent, policy_key):
+    feat = wm.rssm.apply(wm_params['rssm'], latent, method=rssm_lib.RSSM.feat)
+    dist = ac_lib.actor_dist(ac, actor_params, feat if dynamics else sg(feat))
+    return dist.sample(policy_key)
+
+  states, actions = rssm_lib.imagine(wm.rssm, wm_params['rssm'], start, policy_fn, horizon, key)
+  feat = wm.rssm.apply(wm_params['rssm'], states, method=rssm_lib.RSSM.feat)
+  if not dynamics:
+    feat, actions = sg(feat), sg(actions)
+  reward, cont = wm_lib.reward_continue(wm, wm_params, feat)
+  return {'feat': feat, 'action': actions, 'reward': reward, 'cont': cont}
+
+
+def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
+  """The DreamerV3 agent (or a V1/V2 preset of it) for these spaces.
+
+  config: dreamer.configs.Config. obs_space: dict of `Space` (image [H, W, C] uint8
+  and/or vectors); act_space: discrete (`.n`) or continuous [A].
+  """
+  _check_act_space(act_space)
+  dtype = compute_dtype(config.run.precision)
+  cfg = config.agent
+  wm = wm_lib.make(cfg, obs_space, act_space, dtype)
+  ac = ac_lib.make(cfg, act_space, dtype)
+  optimizer = make_optimizer(cfg)
+  feat_size = wm_lib.feat_dim(wm)
+  horizon = int(cfg.imag_horizon)
+  if horizon < 1:
+    raise ValueError(f'agent.imag_horizon: must be >= 1, got {horizon}.')
+
+  def init(key: jax.Array) -> TrainState:
+    wm_key, ac_key, state_key = jax.random.split(key, 3)
+    params = {'world_model': wm_lib.init_params(wm, wm_key),
+              **ac_lib.init_params(ac, ac_key, feat_size)}
+    return TrainState(
+        params=params, opt_state=optimizer.init(params),
+        slow_critic=jax.tree.map(jnp.array, params['critic']),
+        retnorm=returns_lib.percentile_normalizer_init(), key=state_key,
+        step=jnp.zeros((), jnp.int32))
+
+  def init_policy_carry(num_envs: int) -> dict:
+    # Zeros are fine: the first observation has is_first set, which resets the
+    # latent to the RSSM's initial state and the previous action to zeros.
+    c = wm.rssm.config
+    stoch = (num_envs, c.stoch, c.classes) if c.classes else (num_envs, c.stoch)
+    stats = ({'logits': jnp.zeros(stoch, jnp.float32)} if c.classes else
+             {'mean': jnp.zeros(stoch, jnp.float32), 'std': jnp.ones(stoch, jnp.float32)})
+    latent = rssm_lib.RSSMState(jnp.zeros((num_envs, c.deter), jnp.float32),
+                                jnp.zeros(stoch, jnp.float32), stats)
+    return {'latent': latent, 'action': jnp.zeros((num_envs, wm.action_dim), jnp.float32)}
+
+  def policy(state: TrainState, carry: dict, obs: dict, key: jax.Array, mode: str = 'train'):
+    """obs [N, ...] -> (action int32 [N] or float32 [N, A], carry)."""
+    if mode not in agent_lib.POLICY_MODES:
+      raise ValueError(f'mode: use one of {agent_lib.POLICY_MODES}, got {mode!r}.')
+    params = state.params
+    is_first = jnp.asarray(obs['is_first']).astype(bool)
+    chex.assert_rank(is_first, 1)
+    obs_key, act_key = jax.random.split(key)
+    embed = wm_lib.encode(wm, params['world_model'], obs)
+    post, _ = wm.rssm.apply(params['world_model']['rssm'], carry['latent'], carry['action'],
+                            embed, is_first, obs_key, method=rssm_lib.RSSM.obs_step)
+    feat = wm.rssm.apply(params['world_model']['rssm'], post, method=rssm_lib.RSSM.feat)
+    action = ac_lib.sample_action(ac, params['actor'], feat, act_key, mode)
+    carry = {'latent': post, 'action': action}
+    if wm.discrete:
+      return jnp.argmax(action, -1).astype(jnp.int32), carry
+    return action, carry
+
+  def _imagine(params, post, key):
+    """Imagined trajectory from the posterior states post [B, T] -> dict of [N, H+1, ...]."""
+    starts = cfg.imag_starts or post.deter.shape[1]
+    start = jax.tree.map(lambda x: sg(x[:, -starts:].reshape((-1,) + x.shape[2:])), post)
+    # The actor's loss never trains the world model (V1-V3): its parameters are constants.
+    traj = imagine(wm, ac, sg(params['world_model']), params['actor'], start, horizon, key)
+    return traj, starts
+
+  def loss_fn(params, slow_critic, retnorm, batch, key):
+    wm_key, img_key = jax.random.split(key)
+    model_loss, (post, feat, metrics) = wm_lib.loss(wm, params['world_model'], batch, wm_key)
+    traj, starts = _imagine(params, post, img_key)
+    policy_loss, value_loss, retnorm, returns, ac_metrics = ac_lib.imagination_loss(
+        ac, params, slow_critic, retnorm, traj)
+    metrics.update(ac_metrics)
+    total = model_loss + cfg.policy_scale * policy_loss + cfg.value_scale * value_loss
+    if cfg.critic.replay_loss:
+      batch_size = feat.shape[0]
+      boot = returns[:, 0].reshape(batch_size, starts)
+      tail = {k: batch[k][:, -starts:] for k in ('reward', 'is_last', 'is_terminal')}
+      tail['reward'] = wm_lib.transform_reward(cfg, tail['reward'].astype(jnp.float32))
+      repval, repval_metrics = ac_lib.replay_value_loss(
+          ac, params['critic'], slow_critic, feat[:, -starts:], tail, boot)
+      total = total + cfg.repval_scale * repval
+      metrics.update(repval_metrics)
+      metrics['repval_loss'] = sg(repval)
+    metrics.update(policy_loss=sg(policy_loss), value_loss=sg(value_loss), loss=sg(total))
+    return total, (retnorm, metrics)
+
+  def train(state: TrainState, batch: dict):
+    """One update on a replayed batch [B, T, ...] -> (state, scalar metrics)."""
+    _check_batch(batch)
+    key, step_key = jax.random.split(state.key)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (total, (retnorm, metrics)), grads = grad_fn(
+        state.params, state.slow_critic, state.retnorm, batch, step_key)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    slow = returns_lib.slow_target_update(
+        state.slow_critic, params['critic'], state.step, cfg.critic.slow_rate,
+        cfg.critic.slow_every)
+    finite = jnp.isfinite(total) & _all_finite(grads)
+    new = TrainState(params=params, opt_state=opt_state, slow_critic=slow, retnorm=retnorm,
+                     key=key, step=state.step + 1)
+    old = state.replace(key=key)
+    state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    for name, tree in grads.items():
+      metrics[f'grad_norm_{name}'] = optax.global_norm(tree)
+    metrics['nonfinite'] = (~finite).astype(jnp.float32)
+    return state, metrics
+
+  def report(state: TrainState, batch: dict) -> dict:
+    """Open-loop prediction: `report_context` observed frames, then imagined ones (V3 report).
+
+    metrics['video/openloop'] is uint8 [T, S * H, 3 * W, C]: for each of S sequences a
+    row of truth | model | error ((model - truth + 1) / 2).
+    """
+    _check_batch(batch)
+    params = state.params['world_model']
+    num = min(cfg.report_sequences, batch['is_first'].shape[0])
+    batch = jax.tree.map(lambda x: x[:num], batch)
+    length = batch['is_first'].shape[1]
+    context = min(cfg.report_context, length - 1)
+    obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
+    post, _, feat, _ = wm_lib.observe(
+        wm, params, jax.tree.map(lambda x: x[:, :context], batch), obs_key)
+    action = wm_lib.action_to_float(wm, batch['action'])
+    start = jax.tree.map(lambda x: x[:, -1], post)
+    # The state at step t follows action[t - 1]; steps context..T-1 are imagined.
+    states, _ = rssm_lib.imagine(wm.rssm, params['rssm'], start, action[:, context - 1:-1],
+                                 None, img_key)
+    img_feat = wm.rssm.apply(params['rssm'], states, method=rssm_lib.RSSM.feat)[:, 1:]
+    model_feat = jnp.concatenate([feat, img_feat], 1)
+    metrics = {}
+    reward, _ = wm_lib.reward_continue(wm, params, img_feat)
+    metrics['openloop_reward_error'] = jnp.abs(
+        reward - batch['reward'][:, context:].astype(jnp.float32)).mean()
+    if wm.image_shapes:
+      key_ = wm.image_shapes[0][0]
+      model = wm_lib.decode_images(wm, params, model_feat)[key_]
+      truth = batch[key_].astype(jnp.float32) / 255.0
+      error = (model - truth + 1.0) / 2.0
+      metrics['openloop_image_mse'] = jnp.square(model - truth)[:, context:].mean()
+      video = jnp.concatenate([truth, model, error], 3)          # [S, T, H, 3W, C]
+      video = jnp.transpose(video, (1, 0, 2, 3, 4))              # [T, S, H, 3W, C]
+      video = video.reshape((length, -1) + video.shape[3:])      # [T, S*H, 3W, C]
+      metrics['video/openloop'] = jnp.clip(video * 255.0, 0, 255).astype(jnp.uint8)
+    return metrics
+
+  return agent_lib.Agent(init=init, init_policy_carry=init_policy_carry, policy=policy,
+                         train=train, report=report)
+
+
+def _check_batch(batch: dict):
+  for key in ('action', 'reward', 'is_first', 'is_last', 'is_terminal'):
+    if key not in batch:
+      raise ValueError(f'batch: missing {key!r}; replay batches need {key!r} [B, T].')
+  chex.assert_rank(batch['is_first'], 2)

@@ -1,0 +1,544 @@
+"""Typed configuration of the Dreamer agent and its presets.
+
+DreamerV3 (Hafner et al., "Mastering Diverse Domains through World Models",
+Nature 2025): the defaults below are the paper's and its reference code's
+(Appendix, Table of hyperparameters). Presets compose in the order algorithm,
+environment suite, size, then `--set` overrides (see `common.config`).
+
+Sizes (DreamerV3, Table: model sizes; 32 stochastic variables, 8 GRU blocks,
+CNN multipliers [2, 3, 4, 4], kernel 5):
+
+  | preset   | deter | hidden | classes | CNN depth | MLP units |
+  |----------|-------|--------|---------|-----------|-----------|
+  | size1m   |   512 |     64 |       4 |         4 |        64 |
+  | size12m  |  2048 |    256 |      16 |        16 |       256 |
+  | size25m  |  3072 |    384 |      24 |        24 |       384 |
+  | size50m  |  4096 |    512 |      32 |        32 |       512 |
+  | size100m |  6144 |    768 |      48 |        48 |       768 |
+  | size200m |  8192 |   1024 |      64 |        64 |      1024 |  (default)
+  | size400m | 12288 |   1536 |      96 |        96 |      1536 |
+  | debug    |    64 |     32 | 4 (x4 stoch) |     4 |        32 |  (CPU tests)
+
+What later presets (DreamerV1/V2, issue 5) switch: `rssm.classes = 0`
+(Gaussian latents), `kl.mode`, decoder/reward distributions ('normal'),
+`critic.dist = 'mse'`, `critic.slow_target`, `actor.grad_*` ('dynamics'),
+`actor.continuous_dist = 'tanh_normal'`, `continue_discount = False`,
+`retnorm.kind = 'none'` and `single_optimizer = False` with per-module
+learning rates.
+"""
+import dataclasses
+
+from common import config as config_lib
+from common import kl as kl_lib
+from common import optim as optim_lib
+from common import replay as replay_lib
+from common import rssm as rssm_lib
+from common.config import RunConfig
+from common.envs.config import EnvConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  depth: int = 64                 # CNN channels of layer i are depth * mults[i]
+  mults: tuple = (2, 3, 4, 4)     # one 2x downsampling stage per entry (64x64 -> 4x4)
+  kernel: int = 5                 # CNN kernel size
+  padding: str = 'SAME'           # 'SAME' (V3) or 'VALID' (V1/V2 4x4 kernels)
+  # 'maxpool' (V3 reference code, enc.simple strided=False): stride-1 conv, 2x2 max pool,
+  # norm, act. 'stride' (V1/V2, or a faster V3 option with ~4x fewer encoder conv FLOPs,
+  # not the reference architecture): stride-2 convs.
+  downsample: str = 'maxpool'
+  mlp_layers: int = 3             # layers of the vector-input MLP
+  mlp_units: int = 1024           # units of the vector-input MLP
+  act: str = 'silu'
+  norm: str = 'rms'
+  symlog_inputs: bool = True      # symlog the vector inputs (V3)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  depth: int = 64                 # mirrors the encoder
+  mults: tuple = (2, 3, 4, 4)
+  kernel: int = 5
+  padding: str = 'SAME'
+  # 'repeat' (V3 reference code, dec.simple strided=False): nearest-neighbour 2x upsampling,
+  # then a stride-1 'SAME' conv. 'transpose' (V1/V2, or a faster V3 option with ~4x fewer
+  # decoder conv FLOPs, not the reference architecture): stride-2 transposed convs.
+  # The speed trade-off for V3: --set agent.encoder.downsample=stride
+  # --set agent.decoder.upsample=transpose.
+  upsample: str = 'repeat'
+  mlp_layers: int = 3
+  mlp_units: int = 1024
+  act: str = 'silu'
+  norm: str = 'rms'
+  image_dist: str = 'mse'         # 'mse' on [0, 1] pixels (V3) or 'normal' (unit variance, V1/V2)
+  vector_dist: str = 'symlog_mse'  # 'symlog_mse' (V3), 'mse' or 'normal'
+  outscale: float = 1.0           # output layer init scale
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+  layers: int = 1                 # hidden layers of the head MLP
+  units: int = 1024
+  act: str = 'silu'
+  norm: str = 'rms'
+  dist: str = 'symexp_twohot'     # 'symexp_twohot', 'mse', 'normal' (unit variance) or 'binary'
+  bins: int = 255                 # two-hot bins (symexp spaced in [-20, 20])
+  outscale: float = 0.0           # 0 = zero-initialised output layer (V3 reward and critic)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorConfig:
+  layers: int = 3
+  units: int = 1024
+  act: str = 'silu'
+  norm: str = 'rms'
+  outscale: float = 0.01          # small initial output layer (V3)
+  unimix: float = 0.01            # uniform mixture of the categorical policy
+  continuous_dist: str = 'bounded_normal'  # 'bounded_normal' (V3), 'tanh_normal' (V1/V2), 'normal'
+  min_std: float = 0.1            # std range of the continuous policy
+  max_std: float = 1.0
+  init_std: float = 5.0           # tanh_normal: std = softplus(raw + softplus^-1(init_std)) + min_std (V1)
+  entropy: float = 3e-4           # entropy regulariser (V3, fixed because returns are normalised)
+  grad_discrete: str = 'reinforce'    # 'reinforce', 'dynamics' (backprop through the model) or 'both'
+  grad_continuous: str = 'reinforce'  # V3: reinforce; V1/V2: 'dynamics'
+  grad_mix: float = 0.1           # 'both': weight of the dynamics objective (V2 actor_grad_mix)
+  explore_noise: float = 0.0      # Gaussian noise on continuous train actions (V1: 0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig:
+  layers: int = 3
+  units: int = 1024
+  act: str = 'silu'
+  norm: str = 'rms'
+  dist: str = 'symexp_twohot'     # 'symexp_twohot' (V3) or 'mse' (V1/V2 regression)
+  bins: int = 255
+  outscale: float = 0.0
+  slow_rate: float = 0.02         # EMA rate of the slow critic (V3 0.02 every step; V2 1.0 every 100)
+  slow_every: int = 1
+  slow_regularizer: float = 1.0   # weight of the loss towards the slow critic's prediction (V3)
+  slow_target: bool = False       # bootstrap returns from the slow critic (V2) instead of the online one
+  replay_loss: bool = True        # V3: also regress the critic on replayed trajectories
+  replay_grad: bool = True        # the replay value loss trains the representation too (V3 code)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReturnNormConfig:
+  kind: str = 'percentile'        # 'percentile' (V3) or 'none'
+  rate: float = 0.01              # EMA rate of the percentile estimates
+  limit: float = 1.0              # scale = max(limit, P_high - P_low)
+  low: float = 5.0
+  high: float = 95.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DreamerConfig:
+  encoder: EncoderConfig = EncoderConfig()
+  decoder: DecoderConfig = DecoderConfig()
+  rssm: rssm_lib.RSSMConfig = rssm_lib.RSSMConfig(
+      deter=8192, hidden=1024, stoch=32, classes=64, unimix=0.01, core='block_gru', blocks=8,
+      act='silu', norm='rms', initial='learned')
+  reward_head: HeadConfig = HeadConfig()
+  continue_head: HeadConfig = HeadConfig(dist='binary', outscale=1.0)
+  actor: ActorConfig = ActorConfig()
+  critic: CriticConfig = CriticConfig()
+  kl: kl_lib.KLConfig = kl_lib.KLConfig(
+      mode='split', free=1.0, free_avg=False, dyn_scale=1.0, rep_scale=0.1, scale=1.0)
+  retnorm: ReturnNormConfig = ReturnNormConfig()
+  # Loss scales (V3: rec 1, rew 1, con 1, policy 1, value 1, repval 0.3; dyn/rep live in `kl`).
+  image_scale: float = 1.0
+  vector_scale: float = 1.0
+  reward_scale: float = 1.0
+  continue_scale: float = 1.0
+  policy_scale: float = 1.0
+  value_scale: float = 1.0
+  repval_scale: float = 0.3
+  # Imagination.
+  imag_horizon: int = 15          # imagined steps from every replayed posterior state
+  horizon: float = 333.0          # discount = 1 - 1 / horizon
+  lam: float = 0.95               # lambda-return parameter
+  continue_discount: bool = True  # V3: continue targets are scaled by the discount (no extra discount)
+  predict_continue: bool = True   # continue (discount) head; False (V1, V2 on DMC): cont = 1, no loss
+  imag_starts: int = 0            # imagine from the last K steps of each sequence; 0 = all
+  reward_transform: str = 'none'  # 'none' or 'tanh' (V2 Atari reward clipping)
+  # Optimisation: one optimizer over all modules (V3 code) or one per module.
+  single_optimizer: bool = True
+  opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
+      kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
+  actor_opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
+      kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
+  critic_opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
+      kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
+  # Report.
+  report_context: int = 5         # open-loop video: observed frames before imagining
+  report_sequences: int = 4       # sequences shown side by side in the video
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  algo: str = 'dreamerv3'
+  suite: str = 'gym'
+  size: str = 'size200m'
+  run: RunConfig = RunConfig()
+  env: EnvConfig = EnvConfig()
+  replay: replay_lib.ReplayConfig = replay_lib.ReplayConfig()
+  agent: DreamerConfig = DreamerConfig()
+
+
+def _replace(obj, **changes):
+  """dataclasses.replace with dotted paths: _replace(c, **{'agent.rssm.deter': 512})."""
+  nested = {}
+  for path, value in changes.items():
+    head, _, rest = path.partition('.')
+    if rest:
+      nested.setdefault(head, {})[rest] = value
+    else:
+      nested[head] = value
+  updates = {}
+  for name, value in nested.items():
+    if isinstance(value, dict):
+      updates[name] = _replace(getattr(obj, name), **value)
+    else:
+      updates[name] = value
+  return dataclasses.replace(obj, **updates)
+
+
+# ---------------------------------------------------------------- algorithms
+
+
+def dreamerv3(config: Config) -> Config:
+  """DreamerV3: the dataclass defaults above are V3's."""
+  return _replace(config, algo='dreamerv3', **{
+      'run.train_ratio': 32.0, 'run.batch_size': 16, 'run.batch_length': 64,
+      'run.envs': 16, 'replay.capacity': 5_000_000})
+
+
+def _adam(lr, eps, weight_decay=0.0):
+  """V1/V2 optimiser: global-norm clip 100, Adam, no warmup (`common.optim` kind 'adam')."""
+  return optim_lib.OptimConfig(kind='adam', lr=lr, eps=eps, clip=100.0, agc=0.0, warmup=0,
+                               momentum=0.9, beta2=0.999, weight_decay=weight_decay)
+
+
+def dreamerv1(config: Config) -> Config:
+  """DreamerV1 (Hafner et al., "Dream to Control", ICLR 2020, Sec. 3-4 and App. A/B).
+
+  Gaussian RSSM (deter 200, stoch 30, ELU); CNN depth 32 (kernel 4, VALID, ReLU as
+  the reference code); MLPs of 400 ELU units, no norm; KL max(KL, 3 nats) on the
+  batch mean, no balancing; unit-variance Gaussian image, vector and reward
+  likelihoods; no continue head (gamma 0.99 only); tanh-normal actor (4 x 400,
+  init std 5, min std 1e-4) trained by backpropagating the lambda-return through
+  the learned dynamics (Eq. 7); critic (3 x 400) regressed onto lambda-returns
+  (lambda 0.95, horizon 15, Eq. 8); Adam 6e-4 (model) and 8e-5 (actor, critic),
+  eps 1e-7, clip 100; batch 50 x 50; exploration noise 0.3.
+  Schedule: the paper trains C = 100 updates of 50 x 50 every 1000 env steps and
+  prefills 5000 env steps; as replayed steps per agent step that is
+  run.train_ratio = 100 * 50 * 50 / (1000 / action_repeat) = 250 * action_repeat
+  and run.prefill = 5000 / action_repeat, set per suite in `_algo_suite`.
+  """
+  mlp = dict(units=400, act='elu', norm='none', outscale=1.0)
+  return _replace(config, algo='dreamerv1', **{
+      'agent.rssm': rssm_lib.DREAMERV1,
+      'agent.encoder': EncoderConfig(depth=32, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
+                                     downsample='stride',
+                                     mlp_layers=2, mlp_units=400, act='relu', norm='none',
+                                     symlog_inputs=False),
+      'agent.decoder': DecoderConfig(depth=32, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
+                                     upsample='transpose',
+                                     mlp_layers=2, mlp_units=400, act='relu', norm='none',
+                                     image_dist='normal', vector_dist='normal', outscale=1.0),
+      'agent.reward_head': HeadConfig(layers=2, dist='normal', **mlp),
+      'agent.continue_head': HeadConfig(layers=3, dist='binary', **mlp),  # unused (off)
+      'agent.actor': ActorConfig(layers=4, unimix=0.0, continuous_dist='tanh_normal',
+                                 min_std=1e-4, init_std=5.0, entropy=0.0,
+                                 grad_discrete='dynamics', grad_continuous='dynamics',
+                                 explore_noise=0.3, **mlp),
+      'agent.critic': CriticConfig(layers=3, dist='normal', slow_target=False,
+                                   slow_regularizer=0.0, replay_loss=False, replay_grad=False,
+                                   slow_rate=1.0, slow_every=1, **mlp),
+      'agent.kl': kl_lib.KLConfig(mode='plain', free=3.0, free_avg=True, scale=1.0),
+      'agent.retnorm': ReturnNormConfig(kind='none'),
+      'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
+      'agent.continue_discount': False, 'agent.predict_continue': False,
+      'agent.continue_scale': 0.0, 'agent.repval_scale': 0.0,
+      'agent.reward_transform': 'none', 'agent.imag_starts': 0,
+      'agent.single_optimizer': False,
+      'agent.opt': _adam(6e-4, 1e-7), 'agent.actor_opt': _adam(8e-5, 1e-7),
+      'agent.critic_opt': _adam(8e-5, 1e-7),
+      'run.batch_size': 50, 'run.batch_length': 50, 'run.envs': 1,
+      'run.train_ratio': 250.0, 'run.prefill': 5000})
+
+
+def dreamerv2(config: Config) -> Config:
+  """DreamerV2 (Hafner et al., "Mastering Atari with Discrete World Models", ICLR 2021).
+
+  32 x 32 categorical latents with straight-through samples, layer-normed GRU
+  (deter 600); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
+  (kernel 4, VALID, ELU); MLPs 4 x 400 ELU, no norm; Gaussian image, MSE vector,
+  reward and critic regressions; discount (continue) head; actor REINFORCE for
+  discrete and dynamics backprop for continuous actions (`agent.actor.grad_*`,
+  'both' mixes them with `grad_mix`), entropy 2e-3, slow target critic copied
+  every 100 updates (Sec. 2.2); Adam eps 1e-5, clip 100, weight decay 1e-6;
+  batch 16 x 50; train every 5 agent steps (ratio 16 * 50 / 5 = 160). These are
+  the reference code's defaults; `_algo_suite` sets the Atari and DMC presets.
+  The reference code's truncated normal for continuous actions is a tanh-normal
+  (init std 1, min std 0.1) here.
+  """
+  mlp = dict(layers=4, units=400, act='elu', norm='none', outscale=1.0)
+  return _replace(config, algo='dreamerv2', **{
+      'agent.rssm': rssm_lib.DREAMERV2,
+      'agent.encoder': EncoderConfig(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
+                                     downsample='stride',
+                                     mlp_layers=4, mlp_units=400, act='elu', norm='none',
+                                     symlog_inputs=False),
+      'agent.decoder': DecoderConfig(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
+                                     upsample='transpose',
+                                     mlp_layers=4, mlp_units=400, act='elu', norm='none',
+                                     image_dist='normal', vector_dist='mse', outscale=1.0),
+      'agent.reward_head': HeadConfig(dist='mse', **mlp),
+      'agent.continue_head': HeadConfig(dist='binary', **mlp),
+      'agent.actor': ActorConfig(unimix=0.0, continuous_dist='tanh_normal', min_std=0.1,
+                                 init_std=1.0, entropy=2e-3, grad_discrete='reinforce',
+                                 grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
+                                 **mlp),
+      'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
+                                   slow_regularizer=0.0, replay_loss=False, replay_grad=False,
+                                   **mlp),
+      'agent.kl': kl_lib.KLConfig(mode='balanced', balance=0.8, free=0.0, free_avg=True,
+                                  scale=1.0),
+      'agent.retnorm': ReturnNormConfig(kind='none'),
+      'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
+      'agent.continue_discount': False, 'agent.predict_continue': True,
+      'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
+      'agent.reward_transform': 'none', 'agent.imag_starts': 0,
+      'agent.single_optimizer': False,
+      'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
+      'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),
+      'run.batch_size': 16, 'run.batch_length': 50, 'run.envs': 1,
+      'run.train_ratio': 160.0, 'run.prefill': 10_000, 'replay.capacity': 2_000_000})
+
+
+ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dreamerv3}
+
+
+# ---------------------------------------------------------------- suites
+
+
+def atari(config: Config) -> Config:
+  """Atari 200M (V3 code): 96x96 grayscale, action repeat 4, sticky actions, all 18 actions."""
+  return _replace(config, suite='atari', **{
+      'env.size': (96, 96), 'env.gray': True, 'env.action_repeat': 4, 'env.sticky': True,
+      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0,
+      'run.train_ratio': 32.0, 'run.steps': 50_000_000})
+
+
+def atari100k(config: Config) -> Config:
+  """Atari 100k: 400k frames (110k agent steps incl. prefill), one env, train ratio 256."""
+  return _replace(config, suite='atari100k', **{
+      'env.size': (64, 64), 'env.gray': False, 'env.action_repeat': 4, 'env.sticky': False,
+      'env.actions': 'needed', 'env.lives': 'unused', 'env.noops': 30,
+      'run.train_ratio': 256.0, 'run.envs': 1, 'run.steps': 110_000})
+
+
+def dmc_proprio(config: Config) -> Config:
+  """DMC from proprioceptive vectors: action repeat 2, train ratio 1024 (the size is set here)."""
+  return _replace(config, suite='dmc_proprio', **{
+      'env.action_repeat': 2, 'env.pixels': False, 'env.proprio': True,
+      'run.train_ratio': 1024.0, 'run.steps': 500_000})
+
+
+def dmc_vision(config: Config) -> Config:
+  """DMC from 64x64 pixels: action repeat 2, train ratio 256."""
+  return _replace(config, suite='dmc_vision', **{
+      'env.action_repeat': 2, 'env.pixels': True, 'env.proprio': False, 'env.size': (64, 64),
+      'run.train_ratio': 256.0, 'run.steps': 500_000})
+
+
+def crafter(config: Config) -> Config:
+  """Crafter: one env, train ratio 512, 1M steps."""
+  return _replace(config, suite='crafter', **{
+      'env.size': (64, 64), 'run.train_ratio': 512.0, 'run.envs': 1, 'run.steps': 1_000_000})
+
+
+def craftax(config: Config) -> Config:
+  """Craftax (JAX Crafter): not in the V3 paper; mirrors the Crafter preset."""
+  return _replace(config, suite='craftax', **{
+      'env.size': (64, 64), 'run.train_ratio': 512.0, 'run.envs': 1, 'run.steps': 1_000_000})
+
+
+def minecraft(config: Config) -> Config:
+  """Minecraft Diamond (V3 code: 64x64 images plus inventory vectors, many envs)."""
+  return _replace(config, suite='minecraft', **{
+      'env.size': (64, 64), 'run.train_ratio': 16.0, 'run.steps': 100_000_000})
+
+
+def gym(config: Config) -> Config:
+  """Any gymnasium env: vector observations, one env, train ratio 512."""
+  return _replace(config, suite='gym', **{
+      'env.pixels': False, 'env.proprio': True, 'run.train_ratio': 512.0, 'run.envs': 1,
+      'run.steps': 100_000})
+
+
+def _algo_suite(config: Config) -> Config:
+  """Where the papers' suite settings differ by algorithm: the one place (after every suite).
+
+  V3 keeps the suite presets above. V1 (DMC paper, App. A) and V2 (Atari paper, App. C;
+  DMC from its reference code) replace them:
+
+  | algo, suite      | train_ratio (replayed / agent step)   | prefill | other                       |
+  |------------------|---------------------------------------|---------|-----------------------------|
+  | V1, any          | 100 x 50 x 50 per 1000 env steps      | 5000 env steps | action repeat 2 on DMC |
+  | V2, atari        | 16 x 50 every 16 steps = 50           | 50000   | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
+  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000    | deter 200, free nats 1, no discount head, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
+  | V2, other        | 160 (the reference default)           | 10000   | reference code defaults     |
+  """
+  algo, suite = config.algo, config.suite
+  if algo == 'dreamerv1':
+    repeat = config.env.action_repeat
+    return _replace(config, **{'run.train_ratio': 100 * 50 * 50 / (1000 / repeat),
+                               'run.prefill': 5000 // repeat})
+  if algo != 'dreamerv2':
+    return config
+  if suite in ('atari', 'atari100k'):
+    agent = config.agent
+    return _replace(config, **{
+        'env.size': (64, 64), 'env.gray': True,
+        'agent.rssm.deter': 600, 'agent.rssm.hidden': 600, 'agent.horizon': 1000.0,
+        'agent.kl': dataclasses.replace(agent.kl, scale=0.1, free=0.0),
+        'agent.continue_scale': 5.0, 'agent.predict_continue': True,
+        'agent.reward_transform': 'tanh', 'agent.actor.entropy': 1e-3,
+        'agent.opt': _adam(2e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(4e-5, 1e-5, 1e-6),
+        'agent.critic_opt': _adam(1e-4, 1e-5, 1e-6),
+        'run.train_ratio': 16 * 50 / 16, 'run.prefill': 50_000})
+  if suite in ('dmc_vision', 'dmc_proprio'):
+    agent = config.agent
+    return _replace(config, **{
+        'env.action_repeat': 2, 'agent.rssm.deter': 200, 'agent.rssm.hidden': 200,
+        'agent.kl': dataclasses.replace(agent.kl, free=1.0, scale=1.0),
+        'agent.predict_continue': False, 'agent.continue_scale': 0.0,
+        'agent.actor.entropy': 1e-4,
+        'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
+        'agent.critic_opt': _adam(8e-5, 1e-5, 1e-6),
+        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 1000})
+  return _replace(config, **{'run.train_ratio': 16 * 50 / 5, 'run.prefill': 10_000})
+
+
+def _with_algo_suite(suite):
+  def preset(config: Config) -> Config:
+    return _algo_suite(suite(config))
+  preset.__name__ = suite.__name__
+  preset.__doc__ = suite.__doc__
+  return preset
+
+
+SUITES = {name: _with_algo_suite(suite) for name, suite in {
+    'atari': atari, 'atari100k': atari100k, 'dmc_proprio': dmc_proprio,
+    'dmc_vision': dmc_vision, 'crafter': crafter, 'craftax': craftax,
+    'minecraft': minecraft, 'gym': gym,
+}.items()}
+
+
+def suite_for_env(name: str) -> str:
+  """The default suite of an env name, from its prefix (dmc defaults to pixels)."""
+  prefixes = [('atari100k_', 'atari100k'), ('atari_', 'atari'), ('dmc_', 'dmc_vision'),
+              ('crafter_', 'crafter'), ('craftax', 'craftax'), ('minecraft_', 'minecraft'),
+              ('gym_', 'gym')]
+  for prefix, suite in prefixes:
+    if name.startswith(prefix):
+      return suite
+  raise ValueError(
+      f'env: no suite for {name!r}; use one of the prefixes '
+      f'{", ".join(p for p, _ in prefixes)} or pass --suite.')
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def _size(deter, hidden, classes, depth, units, stoch=32):
+  def preset(config: Config) -> Config:
+    if not config.agent.rssm.classes:  # a Gaussian RSSM (V1) stays Gaussian
+      classes_ = 0
+    else:
+      classes_ = classes
+    return _replace(config, **{
+        'agent.rssm.deter': deter, 'agent.rssm.hidden': hidden,
+        'agent.rssm.stoch': stoch, 'agent.rssm.classes': classes_,
+        'agent.encoder.depth': depth, 'agent.encoder.mlp_units': units,
+        'agent.decoder.depth': depth, 'agent.decoder.mlp_units': units,
+        'agent.reward_head.units': units, 'agent.continue_head.units': units,
+        'agent.actor.units': units, 'agent.critic.units': units})
+  return preset
+
+
+def _named(name, preset):
+  def named(config: Config) -> Config:
+    return dataclasses.replace(preset(config), size=name)
+  named.__name__ = name
+  return named
+
+
+_SIZE_TABLE = {
+    'size1m': (512, 64, 4, 4, 64),
+    'size12m': (2048, 256, 16, 16, 256),
+    'size25m': (3072, 384, 24, 24, 384),
+    'size50m': (4096, 512, 32, 32, 512),
+    'size100m': (6144, 768, 48, 48, 768),
+    'size200m': (8192, 1024, 64, 64, 1024),
+    'size400m': (12288, 1536, 96, 96, 1536),
+}
+
+SIZES = {name: _named(name, _size(*row)) for name, row in _SIZE_TABLE.items()}
+
+
+def debug(config: Config) -> Config:
+  """A tiny model and schedule that trains a few hundred steps in seconds on a CPU."""
+  config = _size(deter=64, hidden=32, classes=4, depth=4, units=32, stoch=4)(config)
+  return _replace(config, size='debug', **{
+      'agent.rssm.blocks': 4,
+      'agent.encoder.mlp_layers': 1, 'agent.decoder.mlp_layers': 1,
+      'agent.actor.layers': 1, 'agent.critic.layers': 1,
+      'agent.reward_head.layers': 1, 'agent.continue_head.layers': 1,
+      'agent.report_sequences': 2,
+      'run.batch_size': 4, 'run.batch_length': 16, 'run.envs': 1, 'run.eval_envs': 1,
+      'run.train_ratio': 32.0, 'run.prefill': 100, 'run.eval_episodes': 1,
+      'run.log_every': 5.0, 'run.report_every': 30.0, 'run.save_every': 30.0,
+      'replay.capacity': 100_000})
+
+
+SIZES['debug'] = debug
+
+
+# ---------------------------------------------------------------- presets
+
+
+def _default_size(config: Config) -> Config:
+  """The size when --size is not given: size1m for dmc_proprio (V3 code), else size200m.
+
+  DreamerV1/V2 keep their papers' sizes (set by the algorithm and `_algo_suite`).
+  """
+  if config.algo in ('dreamerv1', 'dreamerv2'):
+    return config
+  name = 'size1m' if config.suite == 'dmc_proprio' else 'size200m'
+  return SIZES[name](config)
+
+
+def validate(config: Config) -> None:
+  """Cross-field checks of the agent config (one-line errors naming the key)."""
+  agent = config.agent
+  if agent.rssm.core == 'block_gru' and agent.rssm.deter % agent.rssm.blocks:
+    raise ValueError(f'agent.rssm.deter={agent.rssm.deter} must be divisible by '
+                     f'agent.rssm.blocks={agent.rssm.blocks}.')
+  if agent.imag_horizon < 1:
+    raise ValueError(f'agent.imag_horizon must be >= 1, got {agent.imag_horizon}.')
+  if agent.horizon <= 1:
+    raise ValueError(f'agent.horizon must be > 1 (discount = 1 - 1/horizon), got {agent.horizon}.')
+  if config.run.batch_length < 2:
+    raise ValueError(f'run.batch_length must be >= 2, got {config.run.batch_length}.')
+  if agent.imag_starts > config.run.batch_length:
+    raise ValueError(f'agent.imag_starts={agent.imag_starts} exceeds run.batch_length='
+                     f'{config.run.batch_length}.')
+
+
+PRESETS = config_lib.Presets(
+    base=Config, algos=ALGORITHMS, suites=SUITES, sizes={'default': _default_size, **SIZES},
+    suite_for_env=suite_for_env, default_size='default', default_algo='dreamerv3',
+    validators=(validate,))

@@ -1,0 +1,201 @@
+"""Dreamer's world model: encoder, RSSM, decoder, reward and continue heads.
+
+DreamerV3 (Hafner et al. 2023, Sec. 2 "World model learning", Eq. 4-5):
+
+  L(phi) = E[ sum_t  b_pred L_pred + b_dyn L_dyn + b_rep L_rep ]
+  L_pred = -ln p(x_t | z_t, h_t) - ln p(r_t | z_t, h_t) - ln p(c_t | z_t, h_t)
+  L_dyn  = max(1, KL[sg(q(z_t | h_t, x_t)) || p(z_t | h_t)])
+  L_rep  = max(1, KL[q(z_t | h_t, x_t) || sg(p(z_t | h_t))])
+
+with b_pred = 1, b_dyn = 1, b_rep = 0.1 (the KL part is `common.kl.kl_loss`).
+Images are predicted as [0, 1] pixels (MSE), vectors in symlog space, rewards
+with a symexp two-hot head, and continue flags c_t = 1 - terminal_t with a
+Bernoulli head whose target is scaled by the discount 1 - 1/horizon (V3 code's
+`contdisc`), so imagination needs no separate discount.
+
+Batches are dicts of [B, T, ...]; `action[t]` follows step t, so the model is fed
+prev_action[t] = action[t-1] (zeros at t = 0 and where is_first).
+"""
+import dataclasses
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from common import kl as kl_lib
+from common import rssm as rssm_lib
+from dreamer import networks
+
+sg = jax.lax.stop_gradient
+
+
+class WorldModel(NamedTuple):
+  encoder: networks.Encoder
+  rssm: rssm_lib.RSSM
+  decoder: networks.Decoder
+  reward_head: networks.Head
+  continue_head: networks.Head
+  config: object           # DreamerConfig
+  image_shapes: tuple      # ((key, (H, W, C)), ...)
+  vector_dims: tuple       # ((key, D, scalar), ...)
+  discrete: bool
+  action_dim: int
+
+
+def make(config, obs_space: dict, act_space, dtype: str = 'float32') -> WorldModel:
+  """Builds the world-model modules for an observation and action space."""
+  image_keys, vector_keys = networks.split_obs_keys(obs_space)
+  image_shapes = networks.shapes_of(obs_space, image_keys, image=True)
+  vector_dims = networks.shapes_of(obs_space, vector_keys, image=False)
+  discrete = bool(getattr(act_space, 'discrete', False))
+  action_dim = int(act_space.n) if discrete else int(act_space.shape[0])
+  rssm_config = config.rssm
+  if rssm_config.dtype != dtype:
+    rssm_config = dataclasses.replace(rssm_config, dtype=dtype)
+  return WorldModel(
+      encoder=networks.Encoder(config.encoder, image_shapes, vector_dims, dtype),
+      rssm=rssm_lib.RSSM(rssm_config, action_dim),
+      decoder=networks.Decoder(config.decoder, image_shapes, vector_dims, dtype),
+      reward_head=networks.make_head(config.reward_head, dtype),
+      continue_head=networks.make_head(config.continue_head, dtype),
+      config=config, image_shapes=image_shapes, vector_dims=vector_dims,
+      discrete=discrete, action_dim=action_dim)
+
+
+def feat_dim(wm: WorldModel) -> int:
+  c = wm.rssm.config
+  return c.deter + c.stoch * max(c.classes, 1)
+
+
+def dummy_obs(wm: WorldModel, lead: tuple) -> dict:
+  obs = {key: jnp.zeros(lead + shape, jnp.uint8) for key, shape in wm.image_shapes}
+  obs.update({key: jnp.zeros(lead + (() if scalar else (dim,)), jnp.float32)
+              for key, dim, scalar in wm.vector_dims})
+  return obs
+
+
+def init_params(wm: WorldModel, key: chex.PRNGKey) -> dict:
+  """{'encoder', 'rssm', 'decoder', 'reward', 'continue'} parameter pytrees."""
+  keys = jax.random.split(key, 5)
+  obs = dummy_obs(wm, (1,))
+  encoder = wm.encoder.init(keys[0], obs)['params']
+  embed_dim = wm.encoder.apply({'params': encoder}, obs).shape[-1]
+  feat = jnp.zeros((1, feat_dim(wm)), jnp.float32)
+  return {
+      'encoder': encoder,
+      'rssm': rssm_lib.init_params(wm.rssm, keys[1], embed_dim),
+      'decoder': wm.decoder.init(keys[2], feat)['params'],
+      'reward': wm.reward_head.init(keys[3], feat)['params'],
+      'continue': wm.continue_head.init(keys[4], feat)['params'],
+  }
+
+
+def encode(wm: WorldModel, params: dict, obs: dict) -> chex.Array:
+  """Embedding [..., E] of an observation dict with leaves [..., *shape]."""
+  return wm.encoder.apply({'params': params['encoder']}, obs)
+
+
+def action_to_float(wm: WorldModel, action: chex.Array) -> chex.Array:
+  """Discrete int [...] -> one-hot float [..., A]; continuous float [..., A] unchanged."""
+  if wm.discrete:
+    if jnp.issubdtype(action.dtype, jnp.integer):
+      return jax.nn.one_hot(action, wm.action_dim, dtype=jnp.float32)
+    return action.astype(jnp.float32)
+  return action.astype(jnp.float32)
+
+
+def previous_actions(action: chex.Array, is_first: chex.Array) -> chex.Array:
+  """prev_action[t] = action[t-1], zeros at t = 0 and where is_first: [B, T, A] -> [B, T, A]."""
+  chex.assert_rank([action, is_first], [3, 2])
+  prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+  return jnp.where(is_first[..., None], 0.0, prev)
+
+
+def reward_continue(wm: WorldModel, params: dict, feat: chex.Array) -> tuple:
+  """(reward [...], continue probability [...]) predicted at features [..., F]."""
+  reward_dist = networks.head_dist(
+      wm.config.reward_head, wm.reward_head.apply({'params': params['reward']}, feat))
+  reward = networks.head_mean(wm.config.reward_head, reward_dist)
+  if not wm.config.predict_continue:  # V1, V2 on DMC: episodes never end in imagination
+    return reward, jnp.ones_like(reward)
+  cont_dist = networks.head_dist(
+      wm.config.continue_head, wm.continue_head.apply({'params': params['continue']}, feat))
+  return reward, networks.head_mean(wm.config.continue_head, cont_dist)
+
+
+def transform_reward(config, reward: chex.Array) -> chex.Array:
+  if config.reward_transform == 'tanh':
+    return jnp.tanh(reward)
+  if config.reward_transform == 'none':
+    return reward
+  raise ValueError(f"agent.reward_transform: use 'none' or 'tanh', got {config.reward_transform!r}.")
+
+
+def observe(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
+  """Posterior and prior over a batch (the first step of every sequence starts fresh).
+
+  Returns (post, prior, feat [B, T, F], embed [B, T, E]).
+  """
+  embed = encode(wm, params, {k: batch[k] for k, _ in wm.image_shapes} |
+                 {k: batch[k] for k, _, _ in wm.vector_dims})
+  action = action_to_float(wm, batch['action'])
+  # Replayed windows start mid-episode: the first step resets to the initial state.
+  is_first = jnp.asarray(batch['is_first']).astype(bool).at[:, 0].set(True)
+  prev_action = previous_actions(action, is_first)
+  post, prior = rssm_lib.observe(wm.rssm, params['rssm'], embed, prev_action, is_first, None, key)
+  feat = wm.rssm.apply(params['rssm'], post, method=rssm_lib.RSSM.feat)
+  return post, prior, feat, embed
+
+
+def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
+  """World-model loss (V3, Eq. 4-5) on a batch [B, T, ...].
+
+  Returns (loss [], (post RSSMState [B, T], feat [B, T, F], metrics)).
+  """
+  cfg = wm.config
+  chex.assert_rank(batch['is_first'], 2)
+  post, prior, feat, _ = observe(wm, params, batch, key)
+  losses = {}
+  recon = wm.decoder.apply({'params': params['decoder']}, feat)
+  for key_, _ in wm.image_shapes:
+    target = batch[key_].astype(jnp.float32) / 255.0
+    losses[f'rec_{key_}'] = (
+        -networks.image_dist(cfg.decoder, recon[key_]).log_prob(target), cfg.image_scale)
+  for key_, dim, scalar in wm.vector_dims:
+    mean, target = recon[key_], batch[key_].astype(jnp.float32)
+    if scalar:
+      mean, target = mean[..., None], target[..., None]
+    losses[f'rec_{key_}'] = (
+        -networks.vector_dist(cfg.decoder, mean).log_prob(target), cfg.vector_scale)
+  reward_out = wm.reward_head.apply({'params': params['reward']}, feat)
+  reward_dist = networks.head_dist(cfg.reward_head, reward_out)
+  reward = transform_reward(cfg, batch['reward'].astype(jnp.float32))
+  losses['reward'] = (-reward_dist.log_prob(reward), cfg.reward_scale)
+  cont_out = wm.continue_head.apply({'params': params['continue']}, feat)
+  cont_dist = networks.head_dist(cfg.continue_head, cont_out)
+  cont_target = 1.0 - batch['is_terminal'].astype(jnp.float32)
+  if cfg.continue_discount:
+    cont_target = cont_target * (1.0 - 1.0 / cfg.horizon)
+  if cfg.predict_continue:  # V2 discount head (scale 5 on Atari), V3 continue head
+    losses['continue'] = (-cont_dist.log_prob(cont_target), cfg.continue_scale)
+
+  kl_value, kl_metrics = kl_lib.kl_loss(post.stats, prior.stats, cfg.kl)
+  total = kl_value
+  metrics = {f'{k}_loss': v.mean() for k, (v, _) in losses.items()}
+  for value, scale in losses.values():
+    chex.assert_rank(value, 2)
+    total = total + scale * value.mean()
+  metrics.update(kl_metrics)
+  metrics['model_loss'] = total
+  metrics['reward_pred_mean'] = networks.head_mean(cfg.reward_head, reward_dist).mean()
+  metrics['reward_mean'] = reward.mean()
+  if cfg.predict_continue:
+    metrics['continue_pred_mean'] = networks.head_mean(cfg.continue_head, cont_dist).mean()
+  return total, (post, feat, sg(metrics))
+
+
+def decode_images(wm: WorldModel, params: dict, feat: chex.Array) -> dict:
+  """{image key: [..., H, W, C] in [0, 1]} decoded from features [..., F]."""
+  recon = wm.decoder.apply({'params': params['decoder']}, feat)
+  return {key: jnp.clip(recon[key], 0.0, 1.0) for key, _ in wm.image_shapes}

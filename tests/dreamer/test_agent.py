@@ -1,0 +1,152 @@
+"""The Dreamer agent's pure functions with the debug size on synthetic data."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import config as config_lib
+from common.envs.spaces import Space
+from dreamer import agent as agent_lib
+from dreamer import configs
+
+B, T, N = 2, 8, 3
+# Tests check behaviour, not speed: skip XLA's backend optimisations to compile faster.
+FAST = {'xla_backend_optimization_level': 0}
+
+
+def jit(function, **kwargs):
+  return jax.jit(function, compiler_options=FAST, **kwargs)
+
+
+def debug_config(**run):
+  config = config_lib.parse(['--env', 'gym_CartPole-v1', '--size', 'debug'], configs.PRESETS)
+  return dataclasses.replace(config, run=dataclasses.replace(
+      config.run, batch_size=B, batch_length=T, **run))
+
+
+def spaces(image=True):
+  obs = {'vector': Space(np.float32, (3,)), 'reward': Space(np.float32, ()),
+         'is_first': Space(bool, ()), 'is_last': Space(bool, ()),
+         'is_terminal': Space(bool, ())}
+  if image:
+    obs['image'] = Space(np.uint8, (16, 16, 3))
+  return obs
+
+
+def synthetic_batch(seed=0, discrete=True):
+  rng = np.random.default_rng(seed)
+  is_first = np.zeros((B, T), bool)
+  is_first[:, 0] = True
+  is_terminal = np.zeros((B, T), bool)
+  is_terminal[0, -1] = True
+  return {
+      'image': rng.integers(0, 256, (B, T, 16, 16, 3)).astype(np.uint8),
+      'vector': rng.normal(size=(B, T, 3)).astype(np.float32),
+      'reward': rng.normal(size=(B, T)).astype(np.float32),
+      'is_first': is_first, 'is_last': is_terminal.copy(), 'is_terminal': is_terminal,
+      'action': (rng.integers(0, 4, (B, T)).astype(np.int32) if discrete
+                 else rng.uniform(-1, 1, (B, T, 2)).astype(np.float32)),
+  }
+
+
+@pytest.fixture(scope='module')
+def discrete():
+  agent = agent_lib.make_agent(debug_config(), spaces(), Space(np.int32, (), 0, 3))
+  state = jit(agent.init)(jax.random.PRNGKey(0))
+  return agent, state, jit(agent.train, donate_argnums=0), jit(agent.policy, static_argnums=(4,))
+
+
+def test_train_compiles_once_and_is_finite(discrete):
+  agent, state, train, _ = discrete
+  state = jax.tree.map(jnp.array, state)  # a copy: train donates its argument
+  before = jax.tree.map(np.asarray, state.params)
+  for seed in range(3):
+    state, metrics = train(state, synthetic_batch(seed))
+  assert train._cache_size() == 1
+  for name, value in metrics.items():
+    assert np.isfinite(value), name
+  assert float(metrics['nonfinite']) == 0.0 and int(state.step) == 3
+  for key in ('loss', 'model_loss', 'policy_loss', 'value_loss', 'repval_loss', 'dyn_loss',
+              'rep_loss', 'reward_loss', 'continue_loss', 'rec_image_loss', 'rec_vector_loss'):
+    assert key in metrics, key
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
+  assert any(jax.tree.leaves(changed['world_model']))
+
+
+def test_nonfinite_update_is_skipped(discrete):
+  _, state, train, _ = discrete
+  state = jax.tree.map(jnp.array, state)
+  before = jax.tree.map(np.asarray, state)
+  batch = synthetic_batch(1)
+  batch['reward'][0, 3] = np.nan
+  state, metrics = train(state, batch)
+  assert float(metrics['nonfinite']) == 1.0
+  assert int(state.step) == int(before.step)
+  jax.tree.map(np.testing.assert_array_equal, before.params, jax.tree.map(np.asarray, state.params))
+  assert not np.array_equal(before.key, np.asarray(state.key))  # the RNG moves on
+
+
+def _obs(seed, first):
+  batch = synthetic_batch(seed)
+  obs = {k: v[:, 0] for k, v in batch.items() if k != 'action'}
+  obs = {k: np.concatenate([v, v[:1]]) for k, v in obs.items()}  # N = 3 envs
+  obs['is_first'] = np.asarray(first, bool)
+  return obs
+
+
+def test_discrete_policy_shapes_and_modes(discrete):
+  agent, state, _, policy = discrete
+  carry = agent.init_policy_carry(N)
+  for mode in ('train', 'eval', 'random'):
+    action, carry = policy(state, carry, _obs(0, [True] * N), jax.random.PRNGKey(1), mode)
+    assert action.shape == (N,) and action.dtype == jnp.int32
+    assert np.all((np.asarray(action) >= 0) & (np.asarray(action) < 4))
+  assert carry['action'].shape == (N, 4)
+
+
+def test_policy_carry_resets_on_is_first(discrete):
+  agent, state, _, policy = discrete
+  key = jax.random.PRNGKey(3)
+  fresh = agent.init_policy_carry(N)
+  # Advance env 0 and 2 for a few steps so their carry holds history.
+  carry = fresh
+  for seed in range(3):
+    _, carry = policy(state, carry, _obs(seed, [seed == 0] * N), jax.random.PRNGKey(seed), 'train')
+  first = [True, False, True]
+  _, after = policy(state, carry, _obs(5, first), key, 'train')
+  _, reference = policy(state, fresh, _obs(5, [True] * N), key, 'train')
+  for i in (0, 2):  # reset envs match a fresh start with the same observation and key
+    np.testing.assert_allclose(after['latent'].deter[i], reference['latent'].deter[i], atol=1e-5)
+  assert not np.allclose(after['latent'].deter[1], reference['latent'].deter[1], atol=1e-5)
+
+
+def test_report_openloop_video(discrete):
+  agent, state, _, _ = discrete
+  metrics = jit(agent.report)(state, synthetic_batch(0))
+  video = metrics['video/openloop']
+  assert video.dtype == jnp.uint8
+  assert video.shape == (T, 2 * 16, 3 * 16, 3)  # report_sequences=2 rows of truth|model|error
+  np.testing.assert_array_equal(video[:, :16, :16], synthetic_batch(0)['image'][0])
+  assert np.isfinite(metrics['openloop_image_mse'])
+
+
+def test_continuous_policy_shapes():
+  agent = agent_lib.make_agent(debug_config(), spaces(image=False), Space(np.float32, (2,), -1, 1))
+  state = jit(agent.init)(jax.random.PRNGKey(0))
+  policy = jit(agent.policy, static_argnums=(4,))
+  carry = agent.init_policy_carry(N)
+  obs = {k: v for k, v in _obs(0, [True] * N).items() if k != 'image'}
+  for mode in ('train', 'eval'):
+    action, carry = policy(state, carry, obs, jax.random.PRNGKey(2), mode)
+    assert action.shape == (N, 2) and action.dtype == jnp.float32
+    assert np.all(np.abs(np.asarray(action)) <= 1.0)
+
+
+def test_bad_spaces_have_clear_errors():
+  with pytest.raises(ValueError, match='no image and no vector'):
+    agent_lib.make_agent(debug_config(), {'reward': Space(np.float32, ())},
+                         Space(np.int32, (), 0, 3))
+  with pytest.raises(ValueError, match='act_space'):
+    agent_lib.make_agent(debug_config(), spaces(False), Space(np.float32, (2, 2), -1, 1))

@@ -1,0 +1,100 @@
+"""Presets of dreamer/configs.py against the DreamerV3 paper's table (issue 4) and the CLI."""
+import pytest
+
+from common import config as config_lib
+from dreamer import configs
+
+# DreamerV3 model sizes: deter, hidden, classes, CNN depth, MLP units.
+PAPER_SIZES = {
+    'size1m': (512, 64, 4, 4, 64),
+    'size12m': (2048, 256, 16, 16, 256),
+    'size25m': (3072, 384, 24, 24, 384),
+    'size50m': (4096, 512, 32, 32, 512),
+    'size100m': (6144, 768, 48, 48, 768),
+    'size200m': (8192, 1024, 64, 64, 1024),
+    'size400m': (12288, 1536, 96, 96, 1536),
+}
+
+
+def parse(*argv):
+  return config_lib.parse(list(argv), configs.PRESETS, prog='dreamer.main')
+
+
+@pytest.mark.parametrize('size', sorted(PAPER_SIZES))
+def test_sizes_match_paper_table(size):
+  config = parse('--config', 'dreamerv3', '--env', 'atari_pong', '--size', size)
+  agent = config.agent
+  got = (agent.rssm.deter, agent.rssm.hidden, agent.rssm.classes, agent.encoder.depth,
+         agent.actor.units)
+  assert got == PAPER_SIZES[size]
+  assert agent.rssm.stoch == 32 and agent.rssm.blocks == 8
+  assert agent.encoder.mults == (2, 3, 4, 4) and agent.encoder.kernel == 5
+  depth, units = PAPER_SIZES[size][3:]
+  assert agent.decoder.depth == depth
+  for module in (agent.critic, agent.reward_head, agent.continue_head):
+    assert module.units == units
+  assert agent.encoder.mlp_units == units and agent.decoder.mlp_units == units
+  assert config.size == size
+
+
+def test_v3_defaults():
+  config = parse('--env', 'gym_CartPole-v1')
+  agent = config.agent
+  assert config.algo == 'dreamerv3' and config.size == 'size200m'
+  assert (config.run.batch_size, config.run.batch_length) == (16, 64)
+  assert agent.rssm.unimix == 0.01 and agent.actor.unimix == 0.01
+  assert (agent.kl.mode, agent.kl.free, agent.kl.dyn_scale, agent.kl.rep_scale) == (
+      'split', 1.0, 1.0, 0.1)
+  assert (agent.imag_horizon, agent.horizon, agent.lam) == (15, 333.0, 0.95)
+  assert (agent.actor.min_std, agent.actor.max_std, agent.actor.entropy) == (0.1, 1.0, 3e-4)
+  assert (agent.critic.slow_rate, agent.repval_scale) == (0.02, 0.3)
+  assert (agent.retnorm.low, agent.retnorm.high, agent.retnorm.rate, agent.retnorm.limit) == (
+      5.0, 95.0, 0.01, 1.0)
+  opt = agent.opt
+  assert (opt.kind, opt.lr, opt.eps, opt.agc, opt.warmup, opt.momentum) == (
+      'dreamerv3', 4e-5, 1e-20, 0.3, 1000, 0.9)
+  assert agent.reward_head.bins == 255 and agent.reward_head.outscale == 0.0
+  assert agent.encoder.act == 'silu' and agent.encoder.norm == 'rms'
+
+
+@pytest.mark.parametrize('env, suite, ratio', [
+    ('atari_pong', 'atari', 32.0), ('atari100k_pong', 'atari100k', 256.0),
+    ('dmc_walker_walk', 'dmc_vision', 256.0), ('crafter_reward', 'crafter', 512.0),
+    ('craftax_classic', 'craftax', 512.0), ('gym_CartPole-v1', 'gym', 512.0)])
+def test_suite_for_env(env, suite, ratio):
+  config = parse('--env', env)
+  assert config.suite == suite
+  assert config.run.train_ratio == ratio
+
+
+def test_suite_presets():
+  atari = parse('--env', 'atari_pong')
+  assert atari.env.size == (96, 96) and atari.env.gray
+  a100k = parse('--env', 'atari100k_pong')
+  assert a100k.run.envs == 1 and a100k.run.steps == 110_000
+  proprio = parse('--env', 'dmc_walker_walk', '--suite', 'dmc_proprio')
+  assert proprio.size == 'size1m' and proprio.run.train_ratio == 1024.0
+  assert not proprio.env.pixels and proprio.agent.rssm.deter == 512
+  # An explicit --size wins over the suite's default size.
+  assert parse('--env', 'dmc_walker_walk', '--suite', 'dmc_proprio',
+               '--size', 'size12m').agent.rssm.deter == 2048
+  assert parse('--env', 'crafter_reward').run.envs == 1
+
+
+def test_debug_is_tiny_and_overridable():
+  config = parse('--env', 'gym_CartPole-v1', '--size', 'debug', '--set', 'agent.lam=0.9')
+  assert (config.agent.rssm.deter, config.agent.rssm.hidden, config.agent.rssm.stoch,
+          config.agent.rssm.classes, config.agent.encoder.depth) == (64, 32, 4, 4, 4)
+  assert (config.run.batch_size, config.run.batch_length) == (4, 16)
+  assert config.agent.lam == 0.9
+
+
+def test_bad_input_is_one_line(capsys):
+  with pytest.raises(SystemExit) as info:
+    parse('--env', 'nosuchsuite_task')
+  assert info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'nosuchsuite_task' in err
+  with pytest.raises(SystemExit):
+    parse('--env', 'gym_CartPole-v1', '--set', 'agent.rssm.blocks=7')
+  assert 'blocks' in capsys.readouterr().err
