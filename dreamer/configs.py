@@ -19,12 +19,12 @@ CNN multipliers [2, 3, 4, 4], kernel 5):
   | size400m | 12288 |   1536 |      96 |        96 |      1536 |
   | debug    |    64 |     32 | 4 (x4 stoch) |     4 |        32 |  (CPU tests)
 
-What later presets (DreamerV1/V2, issue 5) switch: `rssm.classes = 0`
-(Gaussian latents), `kl.mode`, decoder/reward distributions ('normal'),
-`critic.dist = 'mse'`, `critic.slow_target`, `actor.grad_*` ('dynamics'),
-`actor.continuous_dist = 'tanh_normal'`, `continue_discount = False`,
-`retnorm.kind = 'none'` and `single_optimizer = False` with per-module
-learning rates.
+DreamerV1 and DreamerV2 (`dreamerv1`, `dreamerv2` below) are presets of the same
+fields: latent kind (`rssm.classes`), `kl.mode`, decoder/reward distributions,
+`predict_continue`, `actor.grad_*`, `retnorm.kind`, `critic.slow_target` and
+per-module optimizers; the table of differences is in `dreamer/__init__.py`.
+Their suite settings are in `_algo_suite`. Size presets keep V1's RSSM
+Gaussian; without `--size`, V1/V2 keep their papers' sizes.
 """
 import dataclasses
 
