@@ -11,8 +11,10 @@ Papers:
   * DreamerV2 (Hafner et al. 2021, App. C): the same convolutions of depth 48,
     a layer-normalised GRU whose update gate is biased by -1.
   * DreamerV3 (Hafner et al. 2023, App. B "Networks"): SiLU, RMSNorm, kernel 5
-    stride-2 'same' convolutions with channel multipliers [2,3,4,4], a sigmoid
-    image decoder, the block-diagonal GRU, truncated-normal fan-in
+    'same' convolutions with channel multipliers [2,3,4,4] (the reference code:
+    stride-1 convs with 2x2 max pooling in the encoder, nearest-neighbour 2x
+    upsampling + stride-1 convs in the decoder; stride-2 convs and transposed
+    convs are the cheaper option), a sigmoid image decoder, the block-diagonal GRU, truncated-normal fan-in
     initialisation and scaled (often zero) output layers.
 
 Images: encoders take `uint8` pixels and use x / 255 - 0.5, as the reference
@@ -170,8 +172,9 @@ class ImageEncoder(nn.Module):
     V1/V2/PlaNet: depth 32 (V2: 48), mults (1,2,4,8), kernel 4, 'VALID', ELU,
       norm 'none'. 64x64 -> 2x2x256 -> 1024 (depth 32).
     V3: depth by size, mults (2,3,4,4), kernel 5, 'SAME', SiLU, RMSNorm.
-      64x64 -> 4x4x(4 depth). `downsample='maxpool'` uses the newer reference's
-      stride-1 convolution followed by 2x2 max pooling instead of stride 2.
+      64x64 -> 4x4x(4 depth). `downsample='maxpool'` is the V3 reference code's
+      default: a stride-1 conv, 2x2 max pooling, then Norm and act (about 4x
+      the conv FLOPs of `downsample='stride'`, which is the cheaper option).
   Pixels: uint8 -> x / 255 - 0.5; float images are taken in [0, 1], minus 0.5.
   """
   depth: int = 32
@@ -208,6 +211,17 @@ class ImageEncoder(nn.Module):
     return x.reshape(lead + (-1,)).astype(jnp.float32)
 
 
+def upsample_repeat(x):
+  """Nearest-neighbour 2x upsampling: [N, H, W, C] -> [N, 2H, 2W, C].
+
+  out[n, i, j, c] = x[n, i // 2, j // 2, c] (the DreamerV3 reference decoder's
+  `x.repeat(2, -2).repeat(2, -3)`), written as broadcast + reshape.
+  """
+  n, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
+  return x.reshape((n, 2 * h, 2 * w, c))
+
+
 # Transposed-conv kernels that grow a 1x1 map to the image size with 'VALID'
 # stride-2 layers: size -> 2 (size - 1) + k. 64 is the V1/V2 reference
 # (5, 5, 6, 6); 96 is our choice (no reference exists): 1 -> 7 -> 20 -> 46 -> 96.
@@ -227,6 +241,12 @@ class ImageDecoder(nn.Module):
     with depth*mults[-2..0] channels, Norm, act -> a last one to C channels
     (init scaled by `outscale`). Output activation 'sigmoid': the mean of the
     pixels in [0, 1] (x / 255) as in the V3 reference.
+    `upsample='repeat'` (the DreamerV3 reference code's default): each stage
+    instead repeats every pixel 2x2 (nearest-neighbour upsampling) and applies
+    a stride-1 'same' conv with `kernel`; about 4x the conv FLOPs of
+    `upsample='transpose'` (stride-2 transposed convs), which is the cheaper
+    option. The reference's block-structured first layer (`bspace`) is not
+    implemented: one dense Linear maps the features to the first map.
   """
   shape: Sequence[int] = (64, 64, 3)
   depth: int = 32
@@ -238,6 +258,7 @@ class ImageDecoder(nn.Module):
   norm: str = 'none'
   output: str = 'none'
   outscale: float = 1.0
+  upsample: str = 'transpose'
   winit: str = 'trunc_normal'
   dtype: str = 'float32'
 
@@ -246,6 +267,9 @@ class ImageDecoder(nn.Module):
     if feat.ndim < 1:
       raise ValueError(f'feat: expected [..., F], got shape {feat.shape}.')
     _check('padding', self.padding, ('VALID', 'SAME'))
+    _check('upsample', self.upsample, ('transpose', 'repeat'))
+    if self.upsample == 'repeat' and self.padding != 'SAME':
+      raise ValueError("upsample: 'repeat' needs padding='SAME'; use upsample='transpose' for VALID.")
     _check('output', self.output, ('none', 'sigmoid'))
     _check('norm', self.norm, NORMS)
     height, width, channels = self.shape
@@ -283,9 +307,14 @@ class ImageDecoder(nn.Module):
       channel_list = [self.depth * m for m in reversed(self.mults[:-1])] + [channels]
       for i, ch in enumerate(channel_list):
         last = i == layers - 1
-        x = nn.ConvTranspose(ch, (self.kernel, self.kernel), (2, 2), 'SAME', name=f'deconv{i}',
-                             kernel_init=initializer(self.winit, self.outscale if last else 1.0),
-                             **conv_kw)(x)
+        init = initializer(self.winit, self.outscale if last else 1.0)
+        if self.upsample == 'repeat':
+          x = upsample_repeat(x)
+          x = nn.Conv(ch, (self.kernel, self.kernel), (1, 1), 'SAME', name=f'conv{i}',
+                      kernel_init=init, **conv_kw)(x)
+        else:
+          x = nn.ConvTranspose(ch, (self.kernel, self.kernel), (2, 2), 'SAME', name=f'deconv{i}',
+                               kernel_init=init, **conv_kw)(x)
         if not last:
           x = act(Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x))
     if x.shape[1:] != (height, width, channels):

@@ -8,7 +8,9 @@ peak RSS on CPU) and, when the device's peak FLOP/s is known, the achieved
 fraction of it.
 
   python -m experiments.bench_dreamer --sizes size1m size12m --updates 5
-  python -m experiments.bench_dreamer --sizes size1m --set agent.encoder.downsample=maxpool
+  # the stride-2 / transposed-conv option (not the reference's architecture; faster on CPU):
+  python -m experiments.bench_dreamer --sizes size1m \
+      --set agent.encoder.downsample=stride --set agent.decoder.upsample=transpose
 
 Reference points: the DreamerV3 reference code counts about 8.8e10 FLOPs per
 size1m Crafter step and does ~0.15 updates/s on a 2-core CPU in float32.

@@ -34,6 +34,80 @@ def test_encoder_decoder_shapes(style, size, features):
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
 
 
+@pytest.mark.parametrize('size,features', [(64, 4 * 4 * 4 * 4), (96, 6 * 6 * 4 * 4)])
+def test_reference_v3_maxpool_repeat_shapes(size, features):
+  # DreamerV3 reference code: stride-1 convs + 2x2 max pool, repeat-upsample decoder.
+  key = jax.random.PRNGKey(0)
+  image = jax.ShapeDtypeStruct((2, size, size, 3), jnp.uint8)
+  encoder = nets.ImageEncoder(**V3, downsample='maxpool')
+  embed = jax.eval_shape(encoder.apply, jax.eval_shape(encoder.init, key, image), image)
+  assert embed.shape == (2, features)
+  decoder = nets.ImageDecoder(shape=(size, size, 3), **V3, upsample='repeat', output='sigmoid')
+  feat = jax.ShapeDtypeStruct((2, 10), jnp.float32)
+  params = jax.eval_shape(decoder.init, key, feat)
+  assert 'conv0' in params['params'] and 'deconv0' not in params['params']
+  recon = jax.eval_shape(decoder.apply, params, feat)
+  assert recon.shape == (2, size, size, 3) and recon.dtype == jnp.float32
+  with pytest.raises(ValueError, match='upsample'):
+    nets.ImageDecoder(shape=(64, 64, 3), **V1, upsample='repeat').init(key, jnp.zeros((1, 5)))
+
+
+def _np_conv_same(x, kernel, bias):
+  """Stride-1 'same' cross-correlation by loops: x [H, W, I], kernel [k, k, I, O] -> [H, W, O]."""
+  k = kernel.shape[0]
+  pad = (k - 1) // 2
+  xp = np.pad(x, ((pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)))
+  out = np.zeros(x.shape[:2] + kernel.shape[-1:])
+  for i in range(x.shape[0]):
+    for j in range(x.shape[1]):
+      out[i, j] = np.einsum('hwc,hwco->o', xp[i:i + k, j:j + k], kernel) + bias
+  return out
+
+
+def test_repeat_upsample_stage_matches_numpy():
+  # One stage: Linear -> [2, 3, 2] map -> RMSNorm -> SiLU -> nearest x2 -> 3x3 'same' conv.
+  decoder = nets.ImageDecoder(shape=(4, 6, 2), depth=2, mults=(1,), kernel=3, padding='SAME',
+                              act='silu', norm='rms', upsample='repeat')
+  feat = jax.random.normal(jax.random.PRNGKey(0), (2, 5))
+  params = decoder.init(jax.random.PRNGKey(1), feat)
+  params = jax.tree.map(  # non-trivial norm scales and biases
+      lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+  recon = np.asarray(decoder.apply(params, feat))
+  p = jax.tree.map(lambda v: np.asarray(v, np.float64), params['params'])
+  for n in range(2):
+    x = np.asarray(feat[n], np.float64) @ p['linear']['kernel'] + p['linear']['bias']
+    x = x.reshape(2, 3, 2)
+    x = x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + 1e-4) * p['linear_norm']['scale']
+    x = x / (1 + np.exp(-x))
+    up = np.zeros((4, 6, 2))
+    for i in range(4):
+      for j in range(6):
+        up[i, j] = x[i // 2, j // 2]
+    expected = _np_conv_same(up, p['conv0']['kernel'], p['conv0']['bias'])
+    np.testing.assert_allclose(recon[n], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_maxpool_encoder_stage_matches_numpy():
+  # One stage: 3x3 'same' conv (stride 1) -> 2x2 max pool -> RMSNorm -> SiLU.
+  encoder = nets.ImageEncoder(depth=3, mults=(1,), kernel=3, padding='SAME', act='silu',
+                              norm='rms', downsample='maxpool')
+  image = jax.random.randint(jax.random.PRNGKey(0), (1, 4, 6, 2), 0, 256).astype(jnp.uint8)
+  params = encoder.init(jax.random.PRNGKey(1), image)
+  params = jax.tree.map(
+      lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+  embed = np.asarray(encoder.apply(params, image))
+  p = jax.tree.map(lambda v: np.asarray(v, np.float64), params['params'])
+  x = np.asarray(image[0], np.float64) / 255.0 - 0.5
+  y = _np_conv_same(x, p['conv0']['kernel'], p['conv0']['bias'])
+  pooled = np.zeros((2, 3, 3))
+  for i in range(2):
+    for j in range(3):
+      pooled[i, j] = y[2 * i:2 * i + 2, 2 * j:2 * j + 2].max((0, 1))
+  pooled = pooled / np.sqrt(np.mean(pooled ** 2, -1, keepdims=True) + 1e-4) * p['norm0']['scale']
+  expected = pooled / (1 + np.exp(-pooled))
+  np.testing.assert_allclose(embed[0], expected.reshape(-1), rtol=1e-4, atol=1e-5)
+
+
 def test_sigmoid_decoder_range():
   decoder = nets.ImageDecoder(shape=(8, 8, 1), depth=2, mults=(1, 1), kernel=3, padding='SAME',
                               act='silu', norm='rms', output='sigmoid')
