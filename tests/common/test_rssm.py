@@ -14,11 +14,16 @@ V3 = dataclasses.replace(rssm_lib.DREAMERV3, deter=32, hidden=16, stoch=4, class
 V1 = dataclasses.replace(rssm_lib.DREAMERV1, deter=32, hidden=16, stoch=4)
 EMBED, ACTION = 6, 2
 
+# The programs here are tiny and run a handful of times: compile time dominates, so skip the
+# expensive XLA backend passes (measured about 2x faster to compile; results are unchanged).
+_jit = functools.partial(jax.jit, compiler_options={
+    'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+
 
 @functools.lru_cache(maxsize=None)
 def _setup(config, batch=3, length=6, seed=0):
   model = RSSM(config, ACTION)
-  params = jax.jit(lambda k: rssm_lib.init_params(model, k, EMBED))(jax.random.PRNGKey(seed))
+  params = _jit(lambda k: rssm_lib.init_params(model, k, EMBED))(jax.random.PRNGKey(seed))
   keys = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
   embed = jax.random.normal(keys[0], (batch, length, EMBED))
   action = jax.random.uniform(keys[1], (batch, length, ACTION), minval=-1, maxval=1)
@@ -28,26 +33,60 @@ def _setup(config, batch=3, length=6, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
+def _observe_and_grad(model):
+  """One compiled program per model: observe (post, prior) and the gradient of a loss on them.
+
+  loss = sum(feat(post) @ w) + sum(feat(prior) @ w) + sum(sin(stats)) touches every output, so
+  every parameter must receive a gradient.
+  """
+  config = model.config
+  feat_dim = config.deter + config.stoch * max(config.classes, 1)
+  weight = jax.random.normal(jax.random.PRNGKey(9), (feat_dim,))
+
+  def loss(p, e, a, f, s, k):
+    post, prior = rssm_lib.observe(model, p, e, a, f, s, k)
+    total = 0.0
+    for state in (post, prior):
+      total += jnp.sum(model.apply(p, state, method=RSSM.feat) @ weight)
+      total += sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(state.stats))
+    return total, (post, prior)
+
+  def run(p, e, a, f, s, k):
+    grads, (post, prior) = jax.grad(loss, has_aux=True)(p, e, a, f, s, k)
+    return post, prior, grads
+  return _jit(run)
+
+
 def _observe(model):
-  return jax.jit(lambda p, e, a, f, s, k: rssm_lib.observe(model, p, e, a, f, s, k))
+  def observe(*args):
+    post, prior, _ = _observe_and_grad(model)(*args)
+    return post, prior
+  return observe
 
 
 @pytest.mark.parametrize('config', [V3, V1], ids=['v3', 'v1'])
-def test_observe_matches_python_loop_with_reset_and_shapes(config):
+def test_observe_matches_python_loop_with_reset_shapes_and_gradients(config):
   model, params, embed, action, is_first = _setup(config)
   is_first = is_first.at[0, 3].set(True)   # reset in the middle of sequence 0
   key = jax.random.PRNGKey(7)
-  post, prior = _observe(model)(params, embed, action, is_first, None, key)
+  post, prior, grads = _observe_and_grad(model)(params, embed, action, is_first, None, key)
   stoch = (3, 6, 4, 4) if config.classes else (3, 6, 4)
   assert post.deter.shape == (3, 6, 32) and post.stoch.shape == stoch
   assert prior.stoch.shape == stoch
-  feat = jax.jit(lambda p, s: model.apply(p, s, method=RSSM.feat))(params, post)
+  feat = _jit(lambda p, s: model.apply(p, s, method=RSSM.feat))(params, post)
   assert feat.shape == (3, 6, 32 + 16 if config.classes else 32 + 4)
 
+  # Gradients reach every parameter (the loss touches feat and stats of post and prior).
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  assert len(flat) == len(jax.tree.leaves(params))
+  for path, grad in flat:
+    assert np.all(np.isfinite(grad)), path
+    assert np.abs(grad).max() > 0, f'no gradient for {jax.tree_util.keystr(path)}'
+
   # Reference: a Python loop of obs_step with the documented per-step keys.
-  obs_step = jax.jit(lambda p, s, a, e, f, k: model.apply(p, s, a, e, f, k, method=RSSM.obs_step))
+  obs_step = _jit(lambda p, s, a, e, f, k: model.apply(p, s, a, e, f, k, method=RSSM.obs_step))
   keys = jax.random.split(key, 6)
-  initial = jax.jit(lambda p: model.apply(p, 3, method=RSSM.initial))
+  initial = _jit(lambda p: model.apply(p, 3, method=RSSM.initial))
   state = initial(params)
   for t in range(6):
     state, prior_t = obs_step(params, state, action[:, t], embed[:, t], is_first[:, t], keys[t])
@@ -79,14 +118,14 @@ def test_same_key_same_output_and_imagine_matches_loop():
   assert np.abs(post_a.stoch - post_c.stoch).max() > 0.5
 
   start = jax.tree.map(lambda x: x[:, -1], post_a)
-  img_step = jax.jit(lambda p, s, a, k: model.apply(p, s, a, k, method=RSSM.img_step))
+  img_step = _jit(lambda p, s, a, k: model.apply(p, s, a, k, method=RSSM.img_step))
   weight = jax.random.normal(jax.random.PRNGKey(5), (32, ACTION))
 
   def policy(state, k):
     return jnp.tanh(state.deter @ weight) + 0.1 * jax.random.normal(k, (state.deter.shape[0], ACTION))
 
   horizon = 4
-  states, actions = jax.jit(
+  states, actions = _jit(
       lambda p, s, k: rssm_lib.imagine(model, p, s, policy, horizon, k))(params, start, key)
   assert states.deter.shape == (3, horizon + 1, 32) and actions.shape == (3, horizon + 1, ACTION)
   keys = jax.random.split(key, horizon + 1)
@@ -99,7 +138,7 @@ def test_same_key_same_output_and_imagine_matches_loop():
     state = img_step(params, state, act, img_key)
 
   given = jax.random.uniform(key, (3, horizon, ACTION), minval=-1, maxval=1)
-  states, returned = jax.jit(
+  states, returned = _jit(
       lambda p, s, a, k: rssm_lib.imagine(model, p, s, a, None, k))(params, start, given, key)
   np.testing.assert_array_equal(returned, given)
   keys = jax.random.split(key, horizon)
@@ -110,34 +149,11 @@ def test_same_key_same_output_and_imagine_matches_loop():
     np.testing.assert_allclose(states.deter[:, t + 1], state.deter, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('config', [V3, V1], ids=['v3', 'v1'])
-def test_gradients_reach_every_parameter(config):
-  model, params, embed, action, is_first = _setup(config)
-  key = jax.random.PRNGKey(9)
-  feat_dim = 32 + (16 if config.classes else 4)
-  weight = jax.random.normal(key, (feat_dim,))
-
-  def loss(p):
-    post, prior = rssm_lib.observe(model, p, embed, action, is_first, None, key)
-    total = 0.0
-    for state in (post, prior):
-      total += jnp.sum(model.apply(p, state, method=RSSM.feat) @ weight)
-      total += sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(state.stats))
-    return total
-
-  grads = jax.jit(jax.grad(loss))(params)
-  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
-  assert len(flat) == len(jax.tree.leaves(params))
-  for path, grad in flat:
-    assert np.all(np.isfinite(grad)), path
-    assert np.abs(grad).max() > 0, f'no gradient for {jax.tree_util.keystr(path)}'
-
-
 def test_observe_and_imagine_trace_once_on_16x64():
   model, params, _, _, _ = _setup(V3)
   traces = []
 
-  @jax.jit
+  @_jit
   def run(p, embed, action, is_first, key):
     traces.append(1)
     post, _ = rssm_lib.observe(model, p, embed, action, is_first, None, key)

@@ -68,9 +68,13 @@ def test_bad_arguments_exit_2(argv, message, tmp_path, capsys):
 
 
 def _sweep_args(tmp_path):
+  # Real `dreamer.main` processes on a real env, but the whole budget is random prefill and
+  # nothing is evaluated or reported, so no network is compiled: this tests the launcher (done
+  # markers, skipping); training through dreamer.main is tests/dreamer/test_smoke.py's job.
   return ['--algos', 'dreamerv3', '--suite', 'gym', '--tasks', 'gym_CartPole-v1',
           '--seeds', '2', '--size', 'debug', '--steps', '120', '--jobs', '2',
-          '--set', 'run.log_every=1000', '--logdir', str(tmp_path / 'runs')]
+          '--set', 'run.log_every=1000', '--set', 'run.prefill=120', '--set', 'run.eval_every=0',
+          '--set', 'run.report_every=0', '--logdir', str(tmp_path / 'runs')]
 
 
 def test_tiny_local_sweep_then_skip(tmp_path, monkeypatch, capsys):

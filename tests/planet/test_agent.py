@@ -14,6 +14,9 @@ from planet import agent as agent_lib
 from planet import configs
 from planet import main as planet_main
 
+# Compile time dominates these few-step tests: skip XLA's expensive backend passes.
+FAST = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+
 
 def debug_config(**sets):
   overrides = [f'{k}={v}' for k, v in sets.items()]
@@ -90,23 +93,23 @@ def test_train_policy_report_on_synthetic_batches():
   config = debug_config(**{'agent.overshooting': 3})
   agent = agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
                                Space(np.float32, (1,), -1.0, 1.0))
-  state = jax.jit(agent.init)(jax.random.PRNGKey(0))
+  state = jax.jit(agent.init, compiler_options=FAST)(jax.random.PRNGKey(0))
   batch = _synthetic_batch(2, 8, np.random.default_rng(0))
   batch['image'] = np.full_like(batch['image'], 200)  # a learnable image
-  train = jax.jit(agent.train)
+  train = jax.jit(agent.train, compiler_options=FAST)
   losses = []
   for _ in range(3):
     state, metrics = train(state, batch)
     assert all(np.isfinite(float(v)) for v in metrics.values())
     losses.append(float(metrics['image_loss']))
   assert losses[-1] < losses[0]  # fits the (fixed) batch
-  policy = jax.jit(agent.policy, static_argnums=4)
+  policy = jax.jit(agent.policy, static_argnums=4, compiler_options=FAST)
   carry = agent.init_policy_carry(2)
   obs = {'image': batch['image'][:, 0], 'is_first': np.ones(2, bool)}
   for mode in ('train', 'eval', 'random'):
     action, carry = policy(state, carry, obs, jax.random.PRNGKey(1), mode)
     assert action.shape == (2, 1) and np.all(np.abs(np.asarray(action)) <= 1)
-  report = jax.jit(agent.report)(state, batch)
+  report = jax.jit(agent.report, compiler_options=FAST)(state, batch)
   assert report['video/openloop'].shape == (8, 3 * 64, 2 * 64, 3)
   assert report['video/openloop'].dtype == np.uint8
   with pytest.raises(ValueError, match='act_space'):
