@@ -14,6 +14,7 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -132,7 +133,17 @@ class Checkpointer:
       raise ValueError(f'Checkpoint {path}: array shapes differ from the agent state '
                        f'({problems[0][0].shape} vs {problems[0][1].shape}); was it written '
                        f'with another config?')
+    # orbax hands back arrays committed to a device, while jitted steps return uncommitted
+    # ones: left as is, the first update after a resume would compile a second program.
+    state = jax.tree.map(_placed_like, target, state)
     return state, dict(meta or {})
 
   def close(self):
     self._manager.close()
+
+
+def _placed_like(target, restored):
+  """`restored` with the dtype and placement (committed or not) of `target`."""
+  if not isinstance(target, jax.Array) or getattr(target, 'committed', True):
+    return restored
+  return jnp.asarray(np.asarray(restored), dtype=target.dtype)

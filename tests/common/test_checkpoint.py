@@ -81,3 +81,15 @@ def test_corrupt_falls_back_and_half_written_ignored(tmp_path, caplog):
   with pytest.raises(FileNotFoundError, match='step 5'):
     checkpointer.restore(_state(0), step=5)
   checkpointer.close()
+
+
+def test_restored_state_reuses_the_compiled_step(tmp_path):
+  # orbax returns committed arrays; a jitted step that saw uncommitted ones would compile again.
+  step = jax.jit(lambda state: jax.tree.map(lambda x: x + 1, state))
+  state = step({'w': jnp.zeros((3,), jnp.float32), 'n': jnp.zeros((), jnp.int32)})
+  checkpointer = Checkpointer(str(tmp_path), keep=2)
+  checkpointer.save(1, state, {})
+  restored, _ = checkpointer.restore(state)
+  np.testing.assert_array_equal(restored['w'], np.ones(3))
+  step(restored)
+  assert step._cache_size() == 1
