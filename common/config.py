@@ -188,6 +188,20 @@ def _env_name_from_sets(assignments) -> Optional[str]:
   return name
 
 
+def replace(obj, **changes):
+  """`dataclasses.replace` with dotted paths: `replace(c, **{'agent.rssm.deter': 512})`."""
+  nested = {}
+  for path, value in changes.items():
+    head, _, rest = path.partition('.')
+    if rest:
+      nested.setdefault(head, {})[rest] = value
+    else:
+      nested[head] = value
+  updates = {name: replace(getattr(obj, name), **value) if isinstance(value, dict) else value
+             for name, value in nested.items()}
+  return dataclasses.replace(obj, **updates)
+
+
 def compose(presets: Presets, algo: Optional[str] = None, *,
             suite: Optional[str] = None, size: Optional[str] = None,
             env: Optional[str] = None, overrides: Sequence[str] = (),

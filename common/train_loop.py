@@ -420,3 +420,35 @@ def config_lib_replay(config):
     raise TypeError(f'config.replay: expected a common.replay.ReplayConfig, got '
                     f'{type(replay_config).__name__}.')
   return replay_config
+
+
+COMPILE_CACHE = os.path.expanduser('~/.cache/worldmodels_jax/xla')
+
+
+def run_main(argv, presets, prog, make_agent):
+  """The body of every algorithm's `main.py`: parse the shared flags, then `run`.
+
+  Compiled programs go to a persistent cache, so a resumed run starts in seconds. An agent
+  that rejects the spaces (ValueError) or a model that does not fit in device memory ends
+  the run with one line naming the problem, not a traceback.
+  """
+  config = config_lib.parse(argv, presets, prog=prog)
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', COMPILE_CACHE)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+  def checked_make_agent(config, obs_space, act_space):
+    try:
+      return make_agent(config, obs_space, act_space)
+    except ValueError as error:
+      raise SystemExit(f'{prog}: {error}') from None
+
+  try:
+    return run(checked_make_agent, config)
+  except jax.errors.JaxRuntimeError as error:
+    if 'RESOURCE_EXHAUSTED' not in str(error):
+      raise
+    raise SystemExit(
+        f'{prog}: size {config.size!r} with batch {config.run.batch_size} x '
+        f'{config.run.batch_length} does not fit in device memory; pick a smaller --size or '
+        '--set run.batch_size=...') from None

@@ -185,22 +185,7 @@ class Config:
   agent: DreamerConfig = DreamerConfig()
 
 
-def _replace(obj, **changes):
-  """dataclasses.replace with dotted paths: _replace(c, **{'agent.rssm.deter': 512})."""
-  nested = {}
-  for path, value in changes.items():
-    head, _, rest = path.partition('.')
-    if rest:
-      nested.setdefault(head, {})[rest] = value
-    else:
-      nested[head] = value
-  updates = {}
-  for name, value in nested.items():
-    if isinstance(value, dict):
-      updates[name] = _replace(getattr(obj, name), **value)
-    else:
-      updates[name] = value
-  return dataclasses.replace(obj, **updates)
+_replace = config_lib.replace
 
 
 # ---------------------------------------------------------------- algorithms

@@ -119,18 +119,7 @@ class Config:
   agent: PlanetConfig = PlanetConfig()
 
 
-def _replace(obj, **changes):
-  """dataclasses.replace with dotted paths: _replace(c, **{'agent.rssm.deter': 32})."""
-  nested = {}
-  for path, value in changes.items():
-    head, _, rest = path.partition('.')
-    if rest:
-      nested.setdefault(head, {})[rest] = value
-    else:
-      nested[head] = value
-  updates = {name: _replace(getattr(obj, name), **value) if isinstance(value, dict) else value
-             for name, value in nested.items()}
-  return dataclasses.replace(obj, **updates)
+_replace = config_lib.replace
 
 
 # ---------------------------------------------------------------- schedule
