@@ -326,6 +326,15 @@ class ImageDecoder(nn.Module):
     return x.reshape(lead + (height, width, channels))
 
 
+def _check_cell_inputs(state, inputs, size):
+  """Recurrent cells take state [B, size] and inputs [B, I]."""
+  chex.assert_rank(state, 2, custom_message='state: expected [B, D]')
+  chex.assert_rank(inputs, 2, custom_message='inputs: expected [B, I]')
+  chex.assert_equal_shape_prefix([state, inputs], 1, custom_message='state, inputs: batch sizes differ')
+  if state.shape[-1] != size:
+    raise ValueError(f'state: expected [B, {size}], got {state.shape}.')
+
+
 class GRUCell(nn.Module):
   """GRU cell of the PlaNet/Dreamer reference code (DreamerV2, App. C).
 
@@ -348,11 +357,7 @@ class GRUCell(nn.Module):
 
   @nn.compact
   def __call__(self, state, inputs):
-    chex.assert_rank(state, 2, custom_message='state: expected [B, D]')
-    chex.assert_rank(inputs, 2, custom_message='inputs: expected [B, I]')
-    chex.assert_equal_shape_prefix([state, inputs], 1, custom_message='state, inputs: batch sizes differ')
-    if state.shape[-1] != self.size:
-      raise ValueError(f'state: expected [B, {self.size}], got {state.shape}.')
+    _check_cell_inputs(state, inputs, self.size)
     _check('norm', self.norm, NORMS)
     x = jnp.concatenate([inputs, state], -1).astype(_dtype(self.dtype))
     parts = dense(3 * self.size, self.winit, use_bias=self.norm == 'none', dtype=self.dtype,
@@ -422,11 +427,7 @@ class BlockGRU(nn.Module):
 
   @nn.compact
   def __call__(self, state, inputs):
-    chex.assert_rank(state, 2, custom_message='state: expected [B, D]')
-    chex.assert_rank(inputs, 2, custom_message='inputs: expected [B, I]')
-    chex.assert_equal_shape_prefix([state, inputs], 1, custom_message='state, inputs: batch sizes differ')
-    if state.shape[-1] != self.size:
-      raise ValueError(f'state: expected [B, {self.size}], got {state.shape}.')
+    _check_cell_inputs(state, inputs, self.size)
     if self.size % self.blocks:
       raise ValueError(f'blocks: size {self.size} is not divisible by blocks={self.blocks}.')
     act = get_act(self.act)

@@ -6,8 +6,6 @@ the papers' hyperparameter tables, and the real command line on a real env.
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +21,8 @@ from dreamer import actor_critic as ac_lib
 from dreamer import agent as agent_lib
 from dreamer import configs
 from dreamer import world_model as wm_lib
+from tests.dreamer.cli import checkpoint_steps, run_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Tests check behaviour, not speed: skip XLA's backend optimisations to compile faster.
 FAST = {'xla_backend_optimization_level': 0}
 
@@ -294,24 +292,6 @@ def _train_metrics(logdir):
   return [line for line in lines if any(k.startswith('train/') for k in line)]
 
 
-def _steps(logdir):
-  return sorted(int(name) for name in os.listdir(os.path.join(logdir, 'checkpoints'))
-                if name.isdigit())
-
-
-def _run(logdir, algo, env, steps, *extra):
-  command = [
-      sys.executable, '-m', 'dreamer.main', '--config', algo, '--env', env,
-      '--size', 'debug', '--steps', str(steps), '--logdir', str(logdir),
-      '--set', 'run.log_every=0', '--set', 'run.save_every=0', '--set', 'run.report_every=0',
-      '--set', 'run.prefill=64', '--set', 'run.train_ratio=8', *extra]
-  env_vars = dict(os.environ, XLA_FLAGS='--xla_backend_optimization_level=0')
-  result = subprocess.run(command, cwd=ROOT, env=env_vars, capture_output=True, text=True,
-                          timeout=900)
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-  return result.stdout
-
-
 @pytest.mark.parametrize('algo, env, steps, extra, resume', [
     ('dreamerv2', 'gym_CartPole-v1', 300, (), True),
     # V1's tanh-normal actor on a continuous DMC task from proprioception.
@@ -320,7 +300,7 @@ def _run(logdir, algo, env, steps, *extra):
                                                 '--set', 'env.time_limit=50'), False),
 ])
 def test_versions_train_and_resume(tmp_path, algo, env, steps, extra, resume):
-  _run(tmp_path, algo, env, steps, *extra)
+  run_main(tmp_path, algo, env, steps, *extra)
   metrics = _train_metrics(tmp_path)
   assert metrics, 'no train metrics written'
   for key in ('train/loss', 'train/model_loss', 'train/policy_loss', 'train/value_loss'):
@@ -328,12 +308,12 @@ def test_versions_train_and_resume(tmp_path, algo, env, steps, extra, resume):
   assert metrics[-1]['train/nonfinite'] == 0
   updates = metrics[-1]['run/updates']
   assert updates > 0
-  assert _steps(tmp_path)[-1] >= steps
+  assert checkpoint_steps(tmp_path)[-1] >= steps
   if not resume:
     return
-  out = _run(tmp_path, algo, env, steps + 40, *extra)
+  out = run_main(tmp_path, algo, env, steps + 40, *extra)
   assert 'Resumed from checkpoint' in out
-  assert _steps(tmp_path)[-1] >= steps + 40
+  assert checkpoint_steps(tmp_path)[-1] >= steps + 40
   assert _train_metrics(tmp_path)[-1]['run/updates'] > updates
 
 
