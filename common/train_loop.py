@@ -35,6 +35,7 @@ import numpy as np
 
 from common import checkpoint as checkpoint_lib
 from common import config as config_lib
+from common import envs as envs_lib
 from common import logging as logging_lib
 from common import replay as replay_lib
 from common.driver import Driver
@@ -433,6 +434,11 @@ def run_main(argv, presets, prog, make_agent):
   the run with one line naming the problem, not a traceback.
   """
   config = config_lib.parse(argv, presets, prog=prog)
+  try:  # a bad env name is command-line misuse: one line, exit code 2, before any work
+    envs_lib.check_name(config.env)
+  except ValueError as error:
+    print(f'{prog}: error: {error}', file=sys.stderr)
+    raise SystemExit(2) from None
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', COMPILE_CACHE)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)

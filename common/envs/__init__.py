@@ -137,13 +137,14 @@ def make_batch(env_config: EnvConfig, num: int, seed: int = 0, **batch_kwargs):
     from common.envs.craftax import CraftaxBatch
     return CraftaxBatch(_craftax_task(env_config.name), env_config, num, seed)
   # Fail fast here (a clear error) for a bad name, before any worker starts.
-  _validate_name(env_config)
+  check_name(env_config)
   constructors = [functools.partial(make_env, env_config, env_seed(seed, index))
                   for index in range(num)]
   return BatchEnv(constructors, env_config.parallel, **batch_kwargs)
 
 
-def _validate_name(config):
+def check_name(config: EnvConfig) -> None:
+  """Raises ValueError naming the problem when `config.name` is no known suite_task."""
   suite = suite_of(config.name)
   task = config.name.split('_', 1)[1] if '_' in config.name else ''
   if not task:
@@ -153,11 +154,14 @@ def _validate_name(config):
     if task not in games():
       raise ValueError(f"Unknown Atari game '{task}'; one of: {', '.join(games())}.")
   elif suite == 'dmc':
-    from common.envs.dmc import split_task
+    from common.envs.dmc import split_task, tasks
     split_task(task)
+    if task not in tasks():
+      raise ValueError(f"Unknown DMC task '{task}'; one of: {', '.join(tasks())}.")
   elif suite == 'gym':
     import gymnasium
-    if task not in gymnasium.registry:
+    from common.envs.gym import resolve_id
+    if resolve_id(task) not in gymnasium.registry:
       raise ValueError(f"Unknown gymnasium id '{task}' (name gym_{task}); register it with "
                        'gymnasium.register or pick one of gymnasium.registry.keys().')
 

@@ -11,13 +11,33 @@ rescaled linearly to the Box bounds (unbounded dims are passed unscaled).
 repeats actions with rewards summed.
 
 Bring your own env: register it with `gymnasium.register(id='MyEnv-v0',
-entry_point=...)` (in a module you import before `make`) and use `gym_MyEnv-v0`.
+entry_point=...)` in a module, say `my_package.my_env`, and use
+`gym_my_package.my_env:MyEnv-v0`: each env worker imports the module before making the env.
 """
+import importlib
+
 import numpy as np
 
 from common.envs.base import Env, image_space, resize, step_spaces, transition
 from common.envs.config import EnvConfig
 from common.envs.spaces import Space
+
+
+def resolve_id(env_id: str) -> str:
+  """The gymnasium id of `env_id`; for `module:Id`, imports the module first.
+
+  Importing registers the env in this process, which matters because envs are built
+  inside worker processes that never ran the user's script.
+  """
+  if ':' not in env_id:
+    return env_id
+  module, env_id = env_id.split(':', 1)
+  try:
+    importlib.import_module(module)
+  except ImportError as error:
+    raise ValueError(f"gym_{module}:{env_id}: cannot import module '{module}' ({error}); "
+                     "is it on PYTHONPATH?") from None
+  return env_id
 
 
 def _is_image(space) -> bool:
@@ -36,6 +56,7 @@ class Gym(Env):
     self._config = config
     self._seed = int(seed)
     if env is None:
+      env_id = resolve_id(env_id)
       if env_id not in gymnasium.registry:
         raise ValueError(f"Unknown gymnasium id '{env_id}' (name gym_{env_id}); register it "
                          "with gymnasium.register or pick one of gymnasium.registry.keys().")

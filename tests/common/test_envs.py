@@ -279,3 +279,18 @@ def test_suite_defaults_feed_env_config():
   assert config.size == (64, 64) and not config.sticky and config.actions == 'needed'
   assert config.parallel == 'none' and config.name == 'atari100k_breakout'
   assert dataclasses.replace(config, size=(32, 32)).size == (32, 32)
+
+
+def test_gym_module_id_imports_the_users_module(tmp_path, monkeypatch):
+  # A user's module registers its env; `gym_<module>:<id>` imports it where the env is built.
+  (tmp_path / 'user_envs_for_test.py').write_text(
+      "import gymnasium\n"
+      "gymnasium.register(id='UserCartPole-v0',\n"
+      "                   entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv')\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  env = envs.make('gym_user_envs_for_test:UserCartPole-v0')
+  obs = env.step(0)
+  assert obs['is_first'] and obs['vector'].shape == (4,)
+  env.close()
+  with pytest.raises(ValueError, match="cannot import module 'no_such_module'"):
+    envs.make('gym_no_such_module:X-v0')
