@@ -1,7 +1,10 @@
 """Runs `python -m dreamer.main` with a debug size in a subprocess (smoke and version tests)."""
+import json
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,3 +29,31 @@ def checkpoint_steps(logdir):
   """The agent steps of the checkpoints in `logdir`, ascending."""
   return sorted(int(name) for name in os.listdir(os.path.join(logdir, 'checkpoints'))
                 if name.isdigit())
+
+
+def train_metrics(logdir):
+  """The metric lines of `logdir/metrics.jsonl` that carry train metrics."""
+  with open(os.path.join(logdir, 'metrics.jsonl')) as file:
+    lines = [json.loads(line) for line in file]
+  return [line for line in lines if any(key.startswith('train/') for key in line)]
+
+
+def check_train_and_resume(logdir, algo, env, steps, extra, resume):
+  """Trains through the command line: finite losses, updates, a checkpoint, the config file;
+  with `resume`, re-running the same command continues from the checkpoint."""
+  run_main(logdir, algo, env, steps, *extra)
+  metrics = train_metrics(logdir)
+  assert metrics, 'no train metrics written'
+  for key in ('train/loss', 'train/model_loss', 'train/policy_loss', 'train/value_loss'):
+    assert np.isfinite(metrics[-1][key]), key
+  assert metrics[-1]['train/nonfinite'] == 0
+  updates = metrics[-1]['run/updates']
+  assert updates > 0
+  assert checkpoint_steps(logdir)[-1] >= steps
+  assert os.path.exists(os.path.join(logdir, 'config.yaml'))
+  if not resume:  # resuming is suite-independent; checked once per file to fit the time budget
+    return
+  out = run_main(logdir, algo, env, steps + 40, *extra)
+  assert 'Resumed from checkpoint' in out
+  assert checkpoint_steps(logdir)[-1] >= steps + 40
+  assert train_metrics(logdir)[-1]['run/updates'] > updates

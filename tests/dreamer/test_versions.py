@@ -21,7 +21,7 @@ from dreamer import actor_critic as ac_lib
 from dreamer import agent as agent_lib
 from dreamer import configs
 from dreamer import world_model as wm_lib
-from tests.dreamer.cli import checkpoint_steps, run_main
+from tests.dreamer.cli import check_train_and_resume
 
 # Tests check behaviour, not speed: skip XLA's backend optimisations to compile faster.
 FAST = {'xla_backend_optimization_level': 0}
@@ -287,11 +287,6 @@ def test_v2_discrete_actor_gradient_is_reinforce_numpy():
 # ---------------------------------------------------------------- end to end
 
 
-def _train_metrics(logdir):
-  lines = [json.loads(line) for line in open(os.path.join(logdir, 'metrics.jsonl'))]
-  return [line for line in lines if any(k.startswith('train/') for k in line)]
-
-
 @pytest.mark.parametrize('algo, env, steps, extra, resume', [
     ('dreamerv2', 'gym_CartPole-v1', 300, (), True),
     # V1's tanh-normal actor on a continuous DMC task from proprioception.
@@ -300,21 +295,7 @@ def _train_metrics(logdir):
                                                 '--set', 'env.time_limit=50'), False),
 ])
 def test_versions_train_and_resume(tmp_path, algo, env, steps, extra, resume):
-  run_main(tmp_path, algo, env, steps, *extra)
-  metrics = _train_metrics(tmp_path)
-  assert metrics, 'no train metrics written'
-  for key in ('train/loss', 'train/model_loss', 'train/policy_loss', 'train/value_loss'):
-    assert np.isfinite(metrics[-1][key]), key
-  assert metrics[-1]['train/nonfinite'] == 0
-  updates = metrics[-1]['run/updates']
-  assert updates > 0
-  assert checkpoint_steps(tmp_path)[-1] >= steps
-  if not resume:
-    return
-  out = run_main(tmp_path, algo, env, steps + 40, *extra)
-  assert 'Resumed from checkpoint' in out
-  assert checkpoint_steps(tmp_path)[-1] >= steps + 40
-  assert _train_metrics(tmp_path)[-1]['run/updates'] > updates
+  check_train_and_resume(tmp_path, algo, env, steps, extra, resume)
 
 
 # ---------------------------------------------------------------- learning (slow)
