@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from common import conv
+
 ACTIVATIONS = {
     'none': lambda x: x,
     'silu': jax.nn.silu,
@@ -186,6 +188,7 @@ class ImageEncoder(nn.Module):
   downsample: str = 'stride'
   winit: str = 'trunc_normal'
   dtype: str = 'float32'
+  conv_grad: str = 'auto'   # convolution weight gradients: common.conv.WEIGHT_GRADS
 
   @nn.compact
   def __call__(self, image):
@@ -201,7 +204,8 @@ class ImageEncoder(nn.Module):
       stride = 2 if self.downsample == 'stride' else 1
       x = nn.Conv(self.depth * mult, (self.kernel, self.kernel), (stride, stride), self.padding,
                   kernel_init=initializer(self.winit), dtype=_dtype(self.dtype),
-                  param_dtype=jnp.float32, name=f'conv{i}')(x)
+                  param_dtype=jnp.float32, conv_general_dilated=conv.conv_fn(self.conv_grad),
+                  name=f'conv{i}')(x)
       if self.downsample == 'maxpool':
         x = nn.max_pool(x, (2, 2), (2, 2))
       x = Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x)
@@ -261,6 +265,7 @@ class ImageDecoder(nn.Module):
   upsample: str = 'transpose'
   winit: str = 'trunc_normal'
   dtype: str = 'float32'
+  conv_grad: str = 'auto'   # convolution weight gradients: common.conv.WEIGHT_GRADS
 
   @nn.compact
   def __call__(self, feat):
@@ -311,7 +316,8 @@ class ImageDecoder(nn.Module):
         if self.upsample == 'repeat':
           x = upsample_repeat(x)
           x = nn.Conv(ch, (self.kernel, self.kernel), (1, 1), 'SAME', name=f'conv{i}',
-                      kernel_init=init, **conv_kw)(x)
+                      kernel_init=init, conv_general_dilated=conv.conv_fn(self.conv_grad),
+                      **conv_kw)(x)
         else:
           x = nn.ConvTranspose(ch, (self.kernel, self.kernel), (2, 2), 'SAME', name=f'deconv{i}',
                                kernel_init=init, **conv_kw)(x)

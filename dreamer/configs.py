@@ -47,6 +47,9 @@ class EncoderConfig:
   # norm, act. 'stride' (V1/V2, or a faster V3 option with ~4x fewer encoder conv FLOPs,
   # not the reference architecture): stride-2 convs.
   downsample: str = 'maxpool'
+  # Conv weight gradients: 'shift' (common/conv.py: shifted matrix products, ~4x faster on
+  # XLA CPU), 'xla', or 'auto' (shift on the CPU backend only). Same values either way.
+  conv_grad: str = 'auto'
   mlp_layers: int = 3             # layers of the vector-input MLP
   mlp_units: int = 1024           # units of the vector-input MLP
   act: str = 'silu'
@@ -66,6 +69,7 @@ class DecoderConfig:
   # The speed trade-off for V3: --set agent.encoder.downsample=stride
   # --set agent.decoder.upsample=transpose.
   upsample: str = 'repeat'
+  conv_grad: str = 'auto'         # as EncoderConfig.conv_grad
   mlp_layers: int = 3
   mlp_units: int = 1024
   act: str = 'silu'

@@ -69,7 +69,8 @@ class Encoder(nn.Module):
       image = jnp.concatenate(images, -1)
       outputs.append(nets.ImageEncoder(
           depth=cfg.depth, mults=tuple(cfg.mults), kernel=cfg.kernel, padding=cfg.padding,
-          act=cfg.act, norm=cfg.norm, downsample=cfg.downsample, dtype=self.dtype,
+          act=cfg.act, norm=cfg.norm, downsample=cfg.downsample, conv_grad=cfg.conv_grad,
+          dtype=self.dtype,
           name='cnn')(image))
     if self.vector_dims:
       vectors = []
@@ -111,7 +112,7 @@ class Decoder(nn.Module):
           shape=(height, width, sum(channels)), depth=cfg.depth, mults=tuple(cfg.mults),
           kernel=cfg.kernel, padding=cfg.padding, act=cfg.act, norm=cfg.norm,
           output='sigmoid' if cfg.image_dist == 'mse' else 'none', outscale=cfg.outscale,
-          upsample=cfg.upsample, dtype=self.dtype, name='cnn')(feat)
+          upsample=cfg.upsample, conv_grad=cfg.conv_grad, dtype=self.dtype, name='cnn')(feat)
       if cfg.image_dist != 'mse':
         image = image + 0.5   # the 'none' output lives in the x - 0.5 space
       start = 0
