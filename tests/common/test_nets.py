@@ -1,4 +1,5 @@
 """Tests for common/nets.py: shapes with tiny sizes, GRUs against NumPy loops."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,6 +107,16 @@ def test_maxpool_encoder_stage_matches_numpy():
   pooled = pooled / np.sqrt(np.mean(pooled ** 2, -1, keepdims=True) + 1e-4) * p['norm0']['scale']
   expected = pooled / (1 + np.exp(-pooled))
   np.testing.assert_allclose(embed[0], expected.reshape(-1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('height,width', [(6, 8), (7, 5)])
+def test_max_pool_2x2_matches_flax_values_and_gradients(height, width):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, 3))
+  np.testing.assert_array_equal(nets.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
+  cot = jax.random.normal(jax.random.PRNGKey(1), (2, height // 2, width // 2, 3))
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * cot))(x)
+  np.testing.assert_array_equal(grad(nets.max_pool_2x2),
+                                grad(lambda x: nn.max_pool(x, (2, 2), (2, 2))))
 
 
 def test_sigmoid_decoder_range():
