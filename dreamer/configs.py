@@ -261,14 +261,15 @@ def dreamerv2(config: Config) -> Config:
   """DreamerV2 (Hafner et al., "Mastering Atari with Discrete World Models", ICLR 2021).
 
   32 x 32 categorical latents with straight-through samples, layer-normed GRU
-  (deter 600); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
+  (deter 400; Atari 600, DMC 200); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
   (kernel 4, VALID, ELU); MLPs 4 x 400 ELU, no norm; Gaussian image, MSE vector,
   reward and critic regressions; discount (continue) head; actor REINFORCE for
   discrete and dynamics backprop for continuous actions (`agent.actor.grad_*`,
-  'both' mixes them with `grad_mix`), entropy 2e-3, slow target critic copied
+  'both' mixes them with `grad_mix`), entropy 1e-4 (Atari 1e-3), slow target critic copied
   every 100 updates (Sec. 2.2); Adam eps 1e-5, clip 100, weight decay 1e-6;
-  batch 16 x 50; train every 5 agent steps (ratio 16 * 50 / 5 = 160). These are
-  the reference code's defaults; `_algo_suite` sets the Atari and DMC presets.
+  Adam lr 3e-4 (model), 1e-4 (actor, critic); batch 16 x 50; train every 5 agent
+  steps (ratio 16 * 50 / 5 = 160), prefill 10k. These are the reference code's
+  defaults (configs.yaml, re-read 2026-11-24); `_algo_suite` sets the Atari and DMC presets.
   The reference code's truncated normal for continuous actions is a tanh-normal
   (init std 1, min std 0.1) here.
   """
@@ -286,7 +287,7 @@ def dreamerv2(config: Config) -> Config:
       'agent.reward_head': HeadConfig(dist='mse', **mlp),
       'agent.continue_head': HeadConfig(dist='binary', **mlp),
       'agent.actor': ActorConfig(unimix=0.0, continuous_dist='tanh_normal', min_std=0.1,
-                                 init_std=1.0, entropy=2e-3, grad_discrete='reinforce',
+                                 init_std=1.0, entropy=1e-4, grad_discrete='reinforce',
                                  grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
                                  **mlp),
       'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
@@ -300,8 +301,8 @@ def dreamerv2(config: Config) -> Config:
       'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
       'agent.reward_transform': 'none', 'agent.imag_starts': 0,
       'agent.single_optimizer': False,
-      'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
-      'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),
+      'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(1e-4, 1e-5, 1e-6),
+      'agent.critic_opt': _adam(1e-4, 1e-5, 1e-6),
       'run.batch_size': 16, 'run.batch_length': 50, 'run.envs': 1,
       'run.train_ratio': 160.0, 'run.prefill': 10_000, 'replay.capacity': 2_000_000})
 
@@ -377,7 +378,7 @@ def _algo_suite(config: Config) -> Config:
   |------------------|---------------------------------------|---------|-----------------------------|
   | V1, any          | 100 x 50 x 50 per 1000 env steps      | 5000 env steps | action repeat 2 on DMC |
   | V2, atari        | 16 x 50 every 16 steps = 50           | 50000   | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
-  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000    | deter 200, free nats 1, no discount head, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
+  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 5000    | deter 200, free nats 1, no discount head, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
   | V2, other        | 160 (the reference default)           | 10000   | reference code defaults     |
   """
   algo, suite = config.algo, config.suite
@@ -407,7 +408,7 @@ def _algo_suite(config: Config) -> Config:
         'agent.actor.entropy': 1e-4,
         'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
         'agent.critic_opt': _adam(8e-5, 1e-5, 1e-6),
-        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 1000})
+        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 5000})
   return _replace(config, **{'run.train_ratio': 16 * 50 / 5, 'run.prefill': 10_000})
 
 

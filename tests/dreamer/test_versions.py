@@ -83,6 +83,14 @@ def test_v2_presets_match_paper_and_compose_with_suites():
   assert dmc.rssm.deter == 200 and dmc.kl.free == 1.0 and not dmc.predict_continue
   assert (dmc.opt.lr, dmc.actor_opt.lr, dmc.critic_opt.lr) == (3e-4, 8e-5, 8e-5)
   assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').env.action_repeat == 2
+  assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').run.prefill == 5000
+  # Elsewhere the reference code's defaults (configs.yaml `defaults`).
+  other = parse('--config', 'dreamerv2', '--env', 'gym_CartPole-v1')
+  assert (other.agent.rssm.deter, other.agent.rssm.hidden, other.agent.actor.entropy) == (
+      400, 400, 1e-4)
+  assert (other.agent.opt.lr, other.agent.actor_opt.lr, other.agent.critic_opt.lr) == (
+      3e-4, 1e-4, 1e-4)
+  assert (other.run.train_ratio, other.run.prefill) == (16 * 50 / 5, 10_000)
   # The same suite differs by algorithm: V3 on Atari keeps its own preset.
   v3 = parse('--config', 'dreamerv3', '--env', 'atari_pong')
   assert v3.agent.kl.mode == 'split' and v3.run.train_ratio == 32.0 and v3.env.size == (96, 96)
