@@ -84,7 +84,8 @@ def bench(size, args):
   obs_space = {
       'image': Space(np.uint8, (args.image, args.image, 3)), 'reward': Space(np.float32, ()),
       'is_first': Space(bool, ()), 'is_last': Space(bool, ()), 'is_terminal': Space(bool, ())}
-  agent = agent_lib.make_agent(config, obs_space, Space(np.int32, (), 0, args.actions - 1))
+  act_space = Space(np.int32, (), 0, args.actions - 1)
+  agent = agent_lib.make_agent(config, obs_space, act_space)
   state = jax.jit(agent.init)(jax.random.PRNGKey(0))
   params = sum(x.size for x in jax.tree.leaves(state.params))
   batch = jax.device_put(_synthetic_batch(args.batch, args.length, args.image, args.actions))
@@ -96,7 +97,7 @@ def bench(size, args):
   start = time.time()
   compiled = lowered.compile()
   compile_s = time.time() - start
-  flops = _xla_flops(config, obs_space, Space(np.int32, (), 0, args.actions - 1), state, batch)
+  flops = _xla_flops(config, obs_space, act_space, state, batch)
 
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
