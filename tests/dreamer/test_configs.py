@@ -98,3 +98,18 @@ def test_bad_input_is_one_line(capsys):
   with pytest.raises(SystemExit):
     parse('--env', 'gym_CartPole-v1', '--set', 'agent.rssm.blocks=7')
   assert 'blocks' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('suite', ['atari100k', 'dmc_proprio', 'dmc_vision'])
+def test_v3_preset_budget_matches_the_benchmark_suite(suite):
+  # experiments/suites.py counts budgets in env frames, like the published curves' x-axes;
+  # run.steps counts agent steps, so the two must agree through the action repeat.
+  from experiments import suites  # pylint: disable=g-import-not-at-top
+  bench = suites.SUITES[suite]
+  env = bench.env_name(bench.tasks[0])
+  config = parse('--config', 'dreamerv3', '--env', env, '--suite', suite)
+  assert config.env.action_repeat == bench.protocol.action_repeat
+  if suite == 'atari100k':  # the reference runs 110k agent steps for the 100k benchmark
+    assert config.run.steps == 110_000 and bench.steps == 100_000
+  else:
+    assert config.run.steps == bench.steps
