@@ -41,6 +41,8 @@ ACTIVATIONS = {
     'leaky_relu': jax.nn.leaky_relu,
 }
 NORMS = ('none', 'rms', 'layer')
+DOWNSAMPLES = ('stride', 'maxpool')     # ImageEncoder.downsample
+UPSAMPLES = ('transpose', 'repeat')     # ImageDecoder.upsample
 INITS = ('trunc_normal', 'normal', 'uniform', 'glorot_uniform', 'lecun_normal', 'zeros')
 
 
@@ -195,7 +197,7 @@ class ImageEncoder(nn.Module):
     if image.ndim < 3:
       raise ValueError(f'image: expected [..., H, W, C], got shape {image.shape}.')
     _check('padding', self.padding, ('VALID', 'SAME'))
-    _check('downsample', self.downsample, ('stride', 'maxpool'))
+    _check('downsample', self.downsample, DOWNSAMPLES)
     _check('norm', self.norm, NORMS)
     act = get_act(self.act)
     lead = image.shape[:-3]
@@ -284,7 +286,7 @@ class ImageDecoder(nn.Module):
     if feat.ndim < 1:
       raise ValueError(f'feat: expected [..., F], got shape {feat.shape}.')
     _check('padding', self.padding, ('VALID', 'SAME'))
-    _check('upsample', self.upsample, ('transpose', 'repeat'))
+    _check('upsample', self.upsample, UPSAMPLES)
     if self.upsample == 'repeat' and self.padding != 'SAME':
       raise ValueError("upsample: 'repeat' needs padding='SAME'; use upsample='transpose' for VALID.")
     _check('output', self.output, ('none', 'sigmoid'))

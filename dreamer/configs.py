@@ -29,7 +29,9 @@ Gaussian; without `--size`, V1/V2 keep their papers' sizes.
 import dataclasses
 
 from common import config as config_lib
+from common import conv as conv_lib
 from common import kl as kl_lib
+from common import nets
 from common import optim as optim_lib
 from common import replay as replay_lib
 from common import rssm as rssm_lib
@@ -527,6 +529,12 @@ def validate(config: Config) -> None:
     raise ValueError(f'agent.horizon must be > 1 (discount = 1 - 1/horizon), got {agent.horizon}.')
   if config.run.batch_length < 2:
     raise ValueError(f'run.batch_length must be >= 2, got {config.run.batch_length}.')
+  choices = {'agent.encoder.downsample': nets.DOWNSAMPLES, 'agent.decoder.upsample': nets.UPSAMPLES,
+             'agent.encoder.conv_grad': conv_lib.WEIGHT_GRADS,
+             'agent.decoder.conv_grad': conv_lib.WEIGHT_GRADS}
+  for key, options in choices.items():
+    if config_lib.get(config, key) not in options:
+      raise ValueError(f'{key}={config_lib.get(config, key)!r}: use one of {options}.')
   if agent.imag_starts > config.run.batch_length:
     raise ValueError(f'agent.imag_starts={agent.imag_starts} exceeds run.batch_length='
                      f'{config.run.batch_length}.')

@@ -98,6 +98,11 @@ def test_bad_input_is_one_line(capsys):
   with pytest.raises(SystemExit):
     parse('--env', 'gym_CartPole-v1', '--set', 'agent.rssm.blocks=7')
   assert 'blocks' in capsys.readouterr().err
+  for key in ('agent.encoder.conv_grad', 'agent.decoder.upsample', 'agent.encoder.downsample'):
+    with pytest.raises(SystemExit) as info:
+      parse('--env', 'crafter_reward', '--set', f'{key}=bogus')
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and key in err, err
 
 
 @pytest.mark.parametrize('suite', ['atari100k', 'dmc_proprio', 'dmc_vision'])
