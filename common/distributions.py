@@ -190,6 +190,79 @@ def bounded_normal(mean: chex.Array, raw_std: chex.Array, min_std: float = 0.1,
   return Normal(jnp.tanh(mean), std, dims)
 
 
+class TruncNormal:
+  """N(loc, scale^2) truncated to [low, high]: DreamerV2's continuous actor ("trunc_normal").
+
+  DreamerV2 reference code: loc = tanh(out), scale = 2 sigmoid((raw + init_std) / 2) + min_std,
+  truncated to [-1, 1]; samples are clipped to [low + clip, high - clip] with a straight-through
+  gradient (the clip changes the value, not the gradient). loc, scale: [..., A]; the last `dims`
+  (default 1) are event axes.
+
+  sample(key) draws z ~ N(0, 1) truncated to [alpha, beta] = [(low - loc) / scale,
+  (high - loc) / scale] by inverse CDF and returns loc + scale z with implicit
+  reparameterisation gradients (Figurnov et al. 2018): with F(z) = (Phi(z) - Phi(alpha)) / Z,
+  dz/dalpha = (1 - F) phi(alpha) / phi(z) and dz/dbeta = F phi(beta) / phi(z). They are computed
+  from the drawn z directly, so a draw that lands on a bound gets a finite gradient (the inverse
+  CDF's own derivative is infinite there).
+  """
+
+  def __init__(self, loc: chex.Array, scale: chex.Array, low: float = -1.0, high: float = 1.0,
+               clip: float = 1e-6, dims: int = 1):
+    loc, scale = jnp.asarray(loc), jnp.asarray(scale)
+    chex.assert_equal_shape([loc, scale], custom_message='TruncNormal: `loc` and `scale` must share a shape.')
+    _check_dims('TruncNormal', loc, dims)
+    if not low < high or not 0.0 <= clip < (high - low) / 2:
+      raise ValueError(f'TruncNormal: need low < high and 0 <= clip < (high - low) / 2, '
+                       f'got low={low}, high={high}, clip={clip}.')
+    self.loc, self.scale, self.low, self.high, self.clip, self.dims = loc, scale, low, high, clip, dims
+    self._alpha = (low - loc) / scale
+    self._beta = (high - loc) / scale
+    self._log_z = jnp.log(_normal_mass(self._alpha, self._beta))
+
+  def sample(self, key: chex.PRNGKey) -> chex.Array:
+    sg = jax.lax.stop_gradient
+    alpha, beta = sg(self._alpha), sg(self._beta)
+    z = jax.random.truncated_normal(key, alpha, beta, self.loc.shape, self.loc.dtype)
+    log_phi = lambda t: -0.5 * t ** 2
+    # Implicit gradients, each finite: a factor is 0 exactly where its mass is 0.
+    mass_above = _normal_mass(z, beta)
+    mass_below = _normal_mass(alpha, z)
+    dz_dalpha = jnp.where(mass_above > 0, jnp.exp(
+        jnp.log(jnp.maximum(mass_above, 1e-37)) - self._log_z + log_phi(alpha) - log_phi(z)), 0.0)
+    dz_dbeta = jnp.where(mass_below > 0, jnp.exp(
+        jnp.log(jnp.maximum(mass_below, 1e-37)) - self._log_z + log_phi(beta) - log_phi(z)), 0.0)
+    dz_dalpha, dz_dbeta = sg(dz_dalpha), sg(dz_dbeta)
+    z = z + dz_dalpha * (self._alpha - alpha) + dz_dbeta * (self._beta - beta)
+    x = self.loc + self.scale * z
+    clipped = jnp.clip(x, self.low + self.clip, self.high - self.clip)
+    return x + sg(clipped - x)
+
+  def mode(self) -> chex.Array:
+    return jnp.clip(self.loc, self.low, self.high)
+
+  def log_prob(self, x: chex.Array) -> chex.Array:
+    chex.assert_shape(x, self.loc.shape, custom_message='TruncNormal.log_prob: `x` must have the shape of `loc`.')
+    z = (x - self.loc) / self.scale
+    log_p = -0.5 * z ** 2 - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(self.scale) - self._log_z
+    inside = (x >= self.low) & (x <= self.high)
+    return _sum_last(jnp.where(inside, log_p, -jnp.inf), self.dims)
+
+  def entropy(self) -> chex.Array:
+    """log(sqrt(2 pi e) scale Z) + (alpha phi(alpha) - beta phi(beta)) / (2 Z), Z = Phi(beta) - Phi(alpha)."""
+    phi = lambda t: jnp.exp(-0.5 * t ** 2) / jnp.sqrt(2 * jnp.pi)
+    alpha, beta = self._alpha, self._beta
+    ent = (0.5 * jnp.log(2 * jnp.pi * jnp.e) + jnp.log(self.scale) + self._log_z
+           + (alpha * phi(alpha) - beta * phi(beta)) / (2 * jnp.exp(self._log_z)))
+    return _sum_last(ent, self.dims)
+
+
+def _normal_mass(a: chex.Array, b: chex.Array) -> chex.Array:
+  """Phi(b) - Phi(a) for a <= b, from whichever tail keeps float32 precision."""
+  upper_tail = (a > 0)
+  return jnp.where(upper_tail, jax.scipy.special.ndtr(-a) - jax.scipy.special.ndtr(-b),
+                   jax.scipy.special.ndtr(b) - jax.scipy.special.ndtr(a))
+
+
 class Bernoulli:
   """Bernoulli(sigmoid(logits)) over {0, 1} floats (DreamerV2/V3 continue head, Eq. 1).
 

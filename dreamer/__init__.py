@@ -13,7 +13,7 @@ code paths below are switched by config fields, never copied:
   | predict_continue, continue_scale    | off (gamma only)          | on, 5 on Atari (off on DMC)      | on, 1, target x discount    |
   | horizon (gamma), lam, imag_horizon  | 100 (0.99), 0.95, 15      | 100 (0.99; Atari 1000: 0.999), 0.95, 15 | 333 (0.997), 0.95, 15 |
   | actor.grad_discrete / grad_continuous | dynamics / dynamics     | reinforce / dynamics ('both' + grad_mix) | reinforce / reinforce |
-  | actor.continuous_dist, entropy      | tanh_normal, 0            | tanh_normal, 1e-4 (Atari 1e-3)   | bounded_normal, 3e-4 |
+  | actor.continuous_dist, entropy      | tanh_normal, 0            | trunc_normal, 1e-4 (Atari 1e-3)  | bounded_normal, 3e-4 |
   | actor.explore_noise                 | 0.3                       | 0 (sampling)                     | 0 (sampling)                |
   | retnorm.kind                        | none                      | none                             | percentile 5-95 EMA         |
   | critic.dist, slow_target, slow_every/rate | normal, no, -       | mse, yes, 100 / 1.0              | two-hot, regulariser, 1 / 0.02 |

@@ -29,6 +29,7 @@ from dreamer import networks
 
 sg = jax.lax.stop_gradient
 ACTOR_GRADS = ('reinforce', 'dynamics', 'both')
+CONTINUOUS_DISTS = ('bounded_normal', 'trunc_normal', 'tanh_normal', 'normal')
 
 
 class ActorCritic(NamedTuple):
@@ -53,9 +54,9 @@ def make(config, act_space, dtype=jnp.float32) -> ActorCritic:
   if action_dim < 1:
     raise ValueError(f'act_space: needs at least one action, got {action_dim}.')
   actor_cfg, critic_cfg = config.actor, config.critic
-  if actor_cfg.continuous_dist not in ('bounded_normal', 'tanh_normal', 'normal'):
+  if actor_cfg.continuous_dist not in CONTINUOUS_DISTS:
     raise ValueError(f'agent.actor.continuous_dist: unknown {actor_cfg.continuous_dist!r}; '
-                     "use 'bounded_normal', 'tanh_normal' or 'normal'.")
+                     f'use one of {CONTINUOUS_DISTS}.')
   for name in ('grad_discrete', 'grad_continuous'):
     if getattr(actor_cfg, name) not in ACTOR_GRADS:
       raise ValueError(f'agent.actor.{name}: use one of {ACTOR_GRADS}, '
@@ -93,6 +94,11 @@ def actor_dist(ac: ActorCritic, actor_params, feat: chex.Array):
     raw_init = jnp.log(jnp.expm1(jnp.float32(cfg.init_std)))
     std = jax.nn.softplus(raw_std + raw_init) + cfg.min_std
     return dists.TanhNormal(5.0 * jnp.tanh(mean / 5.0), std)
+  if cfg.continuous_dist == 'trunc_normal':
+    # DreamerV2 (reference code): std = 2 sigmoid((raw + init_std) / 2) + min_std, in
+    # [min_std, 2 + min_std]; the mean tanh(m) lies inside the [-1, 1] truncation.
+    std = 2.0 * jax.nn.sigmoid((raw_std + cfg.init_std) / 2.0) + cfg.min_std
+    return dists.TruncNormal(jnp.tanh(mean), std)
   std = (cfg.max_std - cfg.min_std) * jax.nn.sigmoid(raw_std + 2.0) + cfg.min_std
   return dists.Normal(mean, std, dims=1)
 

@@ -37,6 +37,7 @@ from common import replay as replay_lib
 from common import rssm as rssm_lib
 from common.config import RunConfig
 from common.envs.config import EnvConfig
+from dreamer import actor_critic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +101,11 @@ class ActorConfig:
   norm: str = 'rms'
   outscale: float = 0.01          # small initial output layer (V3)
   unimix: float = 0.01            # uniform mixture of the categorical policy
-  continuous_dist: str = 'bounded_normal'  # 'bounded_normal' (V3), 'tanh_normal' (V1/V2), 'normal'
+  continuous_dist: str = 'bounded_normal'  # 'bounded_normal' (V3), 'trunc_normal' (V2), 'tanh_normal' (V1), 'normal'
   min_std: float = 0.1            # std range of the continuous policy
   max_std: float = 1.0
-  init_std: float = 5.0           # tanh_normal: std = softplus(raw + softplus^-1(init_std)) + min_std (V1)
+  init_std: float = 5.0           # tanh_normal: std = softplus(raw + softplus^-1(init_std)) + min_std (V1);
+                                  # trunc_normal: std = 2 sigmoid((raw + init_std) / 2) + min_std (V2)
   entropy: float = 3e-4           # entropy regulariser (V3, fixed because returns are normalised)
   grad_discrete: str = 'reinforce'    # 'reinforce', 'dynamics' (backprop through the model) or 'both'
   grad_continuous: str = 'reinforce'  # V3: reinforce; V1/V2: 'dynamics'
@@ -288,8 +290,8 @@ def dreamerv2(config: Config) -> Config:
                                      image_dist='normal', vector_dist='mse', outscale=1.0),
       'agent.reward_head': HeadConfig(dist='mse', **mlp),
       'agent.continue_head': HeadConfig(dist='binary', **mlp),
-      'agent.actor': ActorConfig(unimix=0.0, continuous_dist='tanh_normal', min_std=0.1,
-                                 init_std=1.0, entropy=1e-4, grad_discrete='reinforce',
+      'agent.actor': ActorConfig(unimix=0.0, continuous_dist='trunc_normal', min_std=0.1,
+                                 init_std=0.0, entropy=1e-4, grad_discrete='reinforce',
                                  grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
                                  **mlp),
       'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
@@ -531,7 +533,10 @@ def validate(config: Config) -> None:
     raise ValueError(f'run.batch_length must be >= 2, got {config.run.batch_length}.')
   choices = {'agent.encoder.downsample': nets.DOWNSAMPLES, 'agent.decoder.upsample': nets.UPSAMPLES,
              'agent.encoder.conv_grad': conv_lib.WEIGHT_GRADS,
-             'agent.decoder.conv_grad': conv_lib.WEIGHT_GRADS}
+             'agent.decoder.conv_grad': conv_lib.WEIGHT_GRADS,
+             'agent.actor.continuous_dist': actor_critic.CONTINUOUS_DISTS,
+             'agent.actor.grad_discrete': actor_critic.ACTOR_GRADS,
+             'agent.actor.grad_continuous': actor_critic.ACTOR_GRADS}
   for key, options in choices.items():
     if config_lib.get(config, key) not in options:
       raise ValueError(f'{key}={config_lib.get(config, key)!r}: use one of {options}.')

@@ -98,7 +98,8 @@ def test_bad_input_is_one_line(capsys):
   with pytest.raises(SystemExit):
     parse('--env', 'gym_CartPole-v1', '--set', 'agent.rssm.blocks=7')
   assert 'blocks' in capsys.readouterr().err
-  for key in ('agent.encoder.conv_grad', 'agent.decoder.upsample', 'agent.encoder.downsample'):
+  for key in ('agent.encoder.conv_grad', 'agent.decoder.upsample', 'agent.encoder.downsample',
+              'agent.actor.continuous_dist', 'agent.actor.grad_continuous'):
     with pytest.raises(SystemExit) as info:
       parse('--env', 'crafter_reward', '--set', f'{key}=bogus')
     err = capsys.readouterr().err.strip()

@@ -81,6 +81,9 @@ def test_v2_presets_match_paper_and_compose_with_suites():
     assert (head.layers, head.units, head.act, head.norm) == (4, 400, 'elu', 'none')
   dmc = parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').agent
   assert dmc.rssm.deter == 200 and dmc.kl.free == 1.0 and not dmc.predict_continue
+  # The reference's continuous actor: trunc_normal, std = 2 sigmoid(raw / 2) + 0.1.
+  assert (dmc.actor.continuous_dist, dmc.actor.min_std, dmc.actor.init_std) == (
+      'trunc_normal', 0.1, 0.0)
   assert (dmc.opt.lr, dmc.actor_opt.lr, dmc.critic_opt.lr) == (3e-4, 8e-5, 8e-5)
   assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').env.action_repeat == 2
   assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').run.prefill == 5000
@@ -128,7 +131,8 @@ def _batch(discrete, seed=0, batch=2, length=6):
   }
 
 
-@pytest.mark.parametrize('algo, discrete', [('dreamerv1', False), ('dreamerv2', True)])
+@pytest.mark.parametrize('algo, discrete', [('dreamerv1', False), ('dreamerv2', True),
+                                            ('dreamerv2', False)])
 def test_train_step_is_finite(algo, discrete):
   """One compiled train step per preset: finite losses, per-module updates, slow target."""
   config = parse('--config', algo, '--env', 'gym_CartPole-v1', '--size', 'debug')
