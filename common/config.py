@@ -28,6 +28,7 @@ class RunConfig:
   eval_episodes: int = 10        # episodes per evaluation (and for --eval_only)
   train_ratio: float = 32.0      # replayed steps per agent step (DreamerV3's definition)
   prefill: int = 1000            # agent steps with random actions before training
+  pretrain: int = 0              # extra updates at once when training starts (train before collecting)
   batch_size: int = 16
   batch_length: int = 64
   log_every: float = 60.0        # seconds between metric lines
@@ -284,6 +285,7 @@ _CHECKS = (  # (key, predicate, requirement)
     ('run.eval_episodes', lambda x: x >= 0, 'must be >= 0'),
     ('run.train_ratio', lambda x: x >= 0, 'must be >= 0'),
     ('run.prefill', lambda x: x >= 0, 'must be >= 0'),
+    ('run.pretrain', lambda x: x >= 0, 'must be >= 0'),
     ('run.log_every', lambda x: x >= 0, 'must be >= 0'),
     ('run.report_every', lambda x: x >= 0, 'must be >= 0'),
     ('run.save_every', lambda x: x >= 0, 'must be >= 0'),

@@ -81,7 +81,7 @@ PLANET = RSSMConfig(deter=200, hidden=200, stoch=30, classes=0, unimix=0.0, core
                     norm='none', initial='zeros', winit='glorot_uniform')
 DREAMERV1 = dataclasses.replace(PLANET, act='elu')
 # DreamerV2 reference code defaults (deter 400); its Atari preset uses 600, DMC 200.
-DREAMERV2 = RSSMConfig(deter=400, hidden=400, stoch=32, classes=32, unimix=0.0, core='gru',
+DREAMERV2 = RSSMConfig(deter=1024, hidden=1024, stoch=32, classes=32, unimix=0.0, core='gru',
                        gru_norm='layer', img_layers=1, obs_layers=1, act='elu', norm='none',
                        initial='zeros', winit='glorot_uniform')
 DREAMERV3 = RSSMConfig()

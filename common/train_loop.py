@@ -6,8 +6,9 @@ functions (`common/agent.py`):
   * random-action prefill for `run.prefill` agent steps, then the agent's
     `policy(state, carry, obs, key, mode='train')`;
   * `run.train_ratio` replayed steps per agent step (DreamerV3's definition):
-    after `s` agent steps past prefill, exactly `floor(s * ratio / (B * T))`
-    updates have run (`TrainRatio`);
+    after `s` agent steps past prefill, exactly `run.pretrain + floor(s * ratio / (B * T))`
+    updates have run (`TrainRatio`); `run.pretrain` updates run at once when training
+    starts, as the V1/V2/PlaNet references train before their first collected step;
   * evaluation episodes with mode 'eval' on separate envs every `run.eval_every`
     agent steps; metric lines every `run.log_every` s; `report` (videos) every
     `run.report_every` s; a checkpoint every `run.save_every` s and on
@@ -49,23 +50,27 @@ class NonFiniteError(SystemExit):
 
 
 class TrainRatio:
-  """Updates owed after `step` agent steps: `floor((step - start) * ratio / (B * T))`.
+  """Updates owed after `step` agent steps: `pretrain + floor((step - start) * ratio / (B * T))`
+  once `step >= start`, none before.
 
   Exact (rational arithmetic), so fractional credit carries over between calls.
   """
 
-  def __init__(self, ratio, batch_steps, start=0, updates=0):
+  def __init__(self, ratio, batch_steps, start=0, updates=0, pretrain=0):
     if ratio < 0:
       raise ValueError(f'run.train_ratio={ratio}: must be >= 0.')
     if batch_steps < 1:
       raise ValueError(f'batch_size * batch_length = {batch_steps}: must be positive.')
     self._rate = fractions.Fraction(ratio) / batch_steps
     self.start = start
-    self.updates = updates  # updates already done
+    self.pretrain = pretrain
+    self.updates = updates  # updates already done, pretrain included
 
   def due(self, step):
     """Number of updates to run now (and counts them as done)."""
-    owed = int(max(0, step - self.start) * self._rate)
+    if step < self.start:
+      return 0
+    owed = self.pretrain + int((step - self.start) * self._rate)
     count = max(0, owed - self.updates)
     self.updates += count
     return count
@@ -322,7 +327,9 @@ def _train(loop):
     replay = replay_lib.Replay(config_lib_replay(loop.config),
                                os.path.join(loop.logdir, 'replay'), run_config.seed)
   start = 0 if offline else run_config.prefill
-  loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start)
+  # Offline, run.steps counts updates through the ratio alone; pretrain applies online.
+  loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start,
+                          pretrain=0 if offline else run_config.pretrain)
   # Resume, or start from another run's checkpoint.
   if loop.checkpointer.latest_step() is not None:
     meta = loop.restore(loop.checkpointer)

@@ -258,24 +258,25 @@ def dreamerv1(config: Config) -> Config:
       'agent.opt': _adam(6e-4, 1e-7), 'agent.actor_opt': _adam(8e-5, 1e-7),
       'agent.critic_opt': _adam(8e-5, 1e-7),
       'run.batch_size': 50, 'run.batch_length': 50, 'run.envs': 1,
-      'run.train_ratio': 250.0, 'run.prefill': 5000})
+      'run.train_ratio': 250.0, 'run.prefill': 5000, 'run.pretrain': 100})
 
 
 def dreamerv2(config: Config) -> Config:
   """DreamerV2 (Hafner et al., "Mastering Atari with Discrete World Models", ICLR 2021).
 
   32 x 32 categorical latents with straight-through samples, layer-normed GRU
-  (deter 400; Atari 600, DMC 200); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
+  (deter 1024; Atari 600, DMC 200); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
   (kernel 4, VALID, ELU); MLPs 4 x 400 ELU, no norm; Gaussian image, MSE vector,
-  reward and critic regressions; discount (continue) head; actor REINFORCE for
-  discrete and dynamics backprop for continuous actions (`agent.actor.grad_*`,
-  'both' mixes them with `grad_mix`), entropy 1e-4 (Atari 1e-3), slow target critic copied
-  every 100 updates (Sec. 2.2); Adam eps 1e-5, clip 100, weight decay 1e-6;
-  Adam lr 3e-4 (model), 1e-4 (actor, critic); batch 16 x 50; train every 5 agent
-  steps (ratio 16 * 50 / 5 = 160), prefill 10k. These are the reference code's
-  defaults (configs.yaml, re-read 2026-11-24); `_algo_suite` sets the Atari and DMC presets.
-  The reference code's truncated normal for continuous actions is a tanh-normal
-  (init std 1, min std 0.1) here.
+  reward and critic regressions, tanh-squashed rewards; discount (continue) head; actor
+  REINFORCE for discrete and dynamics backprop for continuous actions (`agent.actor.grad_*`,
+  'both' mixes them with `grad_mix`); one-hot or truncated-normal policy, entropy 2e-3
+  (Atari 1e-3, DMC 1e-4, Crafter 3e-3); slow target critic copied every 100 updates
+  (Sec. 2.2); Adam eps 1e-5, clip 100, weight decay 1e-6; lr 1e-4 (model), 8e-5 (actor),
+  2e-4 (critic); batch 16 x 50; train every 5 agent steps (ratio 16 * 50 / 5 = 160), prefill
+  10k, then 1 + 1 updates before collecting (the reference trains once to build its
+  variables, then `pretrain` times). These are the defaults of the reference code's final
+  configs.yaml (the one with the crafter and dmc_vision/dmc_proprio sections; read
+  2026-11-24); `_algo_suite` sets the Atari, DMC and Crafter presets.
   """
   mlp = dict(layers=4, units=400, act='elu', norm='none', outscale=1.0)
   return _replace(config, algo='dreamerv2', **{
@@ -291,7 +292,7 @@ def dreamerv2(config: Config) -> Config:
       'agent.reward_head': HeadConfig(dist='mse', **mlp),
       'agent.continue_head': HeadConfig(dist='binary', **mlp),
       'agent.actor': ActorConfig(unimix=0.0, continuous_dist='trunc_normal', min_std=0.1,
-                                 init_std=0.0, entropy=1e-4, grad_discrete='reinforce',
+                                 init_std=0.0, entropy=2e-3, grad_discrete='reinforce',
                                  grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
                                  **mlp),
       'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
@@ -303,12 +304,13 @@ def dreamerv2(config: Config) -> Config:
       'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
       'agent.continue_discount': False, 'agent.predict_continue': True,
       'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
-      'agent.reward_transform': 'none', 'agent.imag_starts': 0,
+      'agent.reward_transform': 'tanh', 'agent.imag_starts': 0,
       'agent.single_optimizer': False,
-      'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(1e-4, 1e-5, 1e-6),
-      'agent.critic_opt': _adam(1e-4, 1e-5, 1e-6),
+      'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
+      'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),
       'run.batch_size': 16, 'run.batch_length': 50, 'run.envs': 1,
-      'run.train_ratio': 160.0, 'run.prefill': 10_000, 'replay.capacity': 2_000_000})
+      'run.train_ratio': 160.0, 'run.prefill': 10_000, 'run.pretrain': 2,
+      'replay.capacity': 2_000_000})
 
 
 ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dreamerv3}
@@ -382,12 +384,13 @@ def _algo_suite(config: Config) -> Config:
   V3 keeps the suite presets above. V1 (DMC paper, App. A) and V2 (Atari paper, App. C;
   DMC from its reference code) replace them:
 
-  | algo, suite      | train_ratio (replayed / agent step)   | prefill | other                       |
+  | algo, suite      | train_ratio (replayed / agent step)   | prefill, pretrain | other                       |
   |------------------|---------------------------------------|---------|-----------------------------|
-  | V1, any          | 100 x 50 x 50 per 1000 env steps      | 5000 env steps | action repeat 2 on DMC |
-  | V2, atari        | 16 x 50 every 16 steps = 50           | 50000   | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
-  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 5000    | deter 200, free nats 1, no discount head, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
-  | V2, other        | 160 (the reference default)           | 10000   | reference code defaults     |
+  | V1, any          | 100 x 50 x 50 per 1000 env steps      | 5000 env steps, 100 | action repeat 2 on DMC |
+  | V2, atari        | 16 x 50 every 16 steps = 50           | 50000, 2 | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
+  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000, 101 | deter 200, free nats 1, no discount head, raw rewards, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
+  | V2, crafter      | 160                                   | 10000, 2 | layer norm everywhere, gamma 0.999, lr 1e-4/1e-4/1e-4, entropy 3e-3 |
+  | V2, other        | 160 (the reference default)           | 10000, 2 | reference code defaults     |
   """
   algo, suite = config.algo, config.suite
   if algo == 'dreamerv1':
@@ -413,11 +416,23 @@ def _algo_suite(config: Config) -> Config:
         'env.action_repeat': 2, 'agent.rssm.deter': 200, 'agent.rssm.hidden': 200,
         'agent.kl': dataclasses.replace(agent.kl, free=1.0, scale=1.0),
         'agent.predict_continue': False, 'agent.continue_scale': 0.0,
-        'agent.actor.entropy': 1e-4,
+        'agent.reward_transform': 'none', 'agent.actor.entropy': 1e-4,
         'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
         'agent.critic_opt': _adam(8e-5, 1e-5, 1e-6),
-        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 5000})
-  return _replace(config, **{'run.train_ratio': 16 * 50 / 5, 'run.prefill': 10_000})
+        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 1000, 'run.pretrain': 101})
+  config = _replace(config, **{'run.train_ratio': 16 * 50 / 5, 'run.prefill': 10_000})
+  if suite == 'crafter':  # configs.yaml `crafter`: `.*\.norm: layer`
+    agent = config.agent
+    layer = lambda module: dataclasses.replace(module, norm='layer')
+    config = _replace(config, **{
+        'agent.rssm': layer(agent.rssm), 'agent.encoder': layer(agent.encoder),
+        'agent.decoder': layer(agent.decoder), 'agent.reward_head': layer(agent.reward_head),
+        'agent.continue_head': layer(agent.continue_head),
+        'agent.actor': dataclasses.replace(agent.actor, norm='layer', entropy=3e-3),
+        'agent.critic': layer(agent.critic), 'agent.horizon': 1000.0,
+        'agent.opt': _adam(1e-4, 1e-5, 1e-6),
+        'agent.actor_opt': _adam(1e-4, 1e-5, 1e-6), 'agent.critic_opt': _adam(1e-4, 1e-5, 1e-6)})
+  return config
 
 
 def _with_algo_suite(suite):

@@ -31,6 +31,7 @@ B x T = 50 x 50 replayed steps per update,
 
     run.prefill     = 5 (L + 1)               (the +1 is the reset step)
     run.train_ratio = C B T / L = 100 * 2500 * R / 1000 = 250 R
+    run.pretrain    = C = 100                 (the first C updates precede the first episode)
 
 e.g. cartpole (R = 8): prefill 630, train ratio 2000. The train loop spreads
 the updates over the episode instead of running them between episodes; the
@@ -129,12 +130,12 @@ DMC_EPISODE = 1000  # simulator steps per DMC episode
 
 def paper_schedule(config: Config, seed_episodes: int = 5, updates_per_episode: int = 100,
                    episode_steps: int = DMC_EPISODE) -> Config:
-  """run.prefill and run.train_ratio of PlaNet's schedule (see the module docstring)."""
+  """run.prefill, run.train_ratio and run.pretrain of PlaNet's schedule (module docstring)."""
   length = max(1, episode_steps // config.env.action_repeat)
   replayed = updates_per_episode * config.run.batch_size * config.run.batch_length
   return _replace(config, **{
       'run.prefill': seed_episodes * (length + 1),
-      'run.train_ratio': float(replayed) / length})
+      'run.train_ratio': float(replayed) / length, 'run.pretrain': updates_per_episode})
 
 
 # ---------------------------------------------------------------- algorithms

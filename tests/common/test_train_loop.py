@@ -112,14 +112,18 @@ def _expected_updates(step, prefill, ratio, batch_steps):
 
 def test_train_ratio_exact():
   rng = np.random.default_rng(0)
-  for ratio, batch_steps in [(32.0, 1024), (0.5, 6), (1.25, 16), (512.0, 1024)]:
-    accounting = train_loop.TrainRatio(ratio, batch_steps, start=10)
-    # Reference: a plain loop accumulating fractional credit one step at a time.
+  for ratio, batch_steps, pretrain in [(32.0, 1024, 0), (0.5, 6, 0), (1.25, 16, 3),
+                                       (512.0, 1024, 100)]:
+    accounting = train_loop.TrainRatio(ratio, batch_steps, start=10, pretrain=pretrain)
+    # Reference: a plain loop accumulating fractional credit one step at a time, with the
+    # pretrain updates owed once the step counter reaches the start.
     credit, reference_total, step, total = fractions.Fraction(0), 0, 0, 0
     for _ in range(300):
       increment = int(rng.integers(1, 9))
       for _ in range(increment):
         step += 1
+        if step == 10:
+          reference_total += pretrain
         if step > 10:
           credit += fractions.Fraction(ratio) / batch_steps
         while credit >= 1:

@@ -15,7 +15,7 @@ def run_main(logdir, algo, env, steps, *extra):
       sys.executable, '-m', 'dreamer.main', '--config', algo, '--env', env,
       '--size', 'debug', '--steps', str(steps), '--logdir', str(logdir),
       '--set', 'run.log_every=0', '--set', 'run.save_every=0', '--set', 'run.report_every=0',
-      '--set', 'run.prefill=64', '--set', 'run.train_ratio=8', *extra]
+      '--set', 'run.prefill=64', '--set', 'run.train_ratio=8', '--set', 'run.pretrain=1', *extra]
   # These tests check behaviour, not speed: XLA's backend optimisations are skipped
   # to compile faster; JAX_PLATFORMS and MUJOCO_GL come from tests/conftest.py.
   env_vars = dict(os.environ, XLA_FLAGS='--xla_backend_optimization_level=0')

@@ -58,6 +58,7 @@ def test_v1_preset_matches_paper():
   assert config.env.action_repeat == 2 and agent.actor.explore_noise == 0.3
   # 100 updates of 50 x 50 every 1000 env steps = 500 agent steps; prefill 5000 env steps.
   assert config.run.train_ratio == 100 * 50 * 50 / 500 and config.run.prefill == 2500
+  assert config.run.pretrain == 100  # the first train call runs `pretrain` updates
 
 
 def test_v2_presets_match_paper_and_compose_with_suites():
@@ -77,6 +78,7 @@ def test_v2_presets_match_paper_and_compose_with_suites():
     assert (opt.kind, opt.eps, opt.clip, opt.weight_decay) == ('adam', 1e-5, 100.0, 1e-6)
   assert (atari.run.batch_size, atari.run.batch_length) == (16, 50)
   assert atari.run.train_ratio == 16 * 50 / 16 and atari.run.prefill == 50_000
+  assert atari.run.pretrain == 2  # one update that builds the variables, then `pretrain: 1`
   for head in (agent.actor, agent.critic, agent.reward_head, agent.continue_head):
     assert (head.layers, head.units, head.act, head.norm) == (4, 400, 'elu', 'none')
   dmc = parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').agent
@@ -86,14 +88,22 @@ def test_v2_presets_match_paper_and_compose_with_suites():
       'trunc_normal', 0.1, 0.0)
   assert (dmc.opt.lr, dmc.actor_opt.lr, dmc.critic_opt.lr) == (3e-4, 8e-5, 8e-5)
   assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').env.action_repeat == 2
-  assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').run.prefill == 5000
-  # Elsewhere the reference code's defaults (configs.yaml `defaults`).
+  dmc_run = parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').run
+  assert (dmc_run.prefill, dmc_run.pretrain) == (1000, 101)
+  assert parse('--config', 'dreamerv2', '--env', 'dmc_walker_walk').agent.reward_transform == 'none'
+  # Elsewhere the defaults of the reference code's final configs.yaml.
   other = parse('--config', 'dreamerv2', '--env', 'gym_CartPole-v1')
   assert (other.agent.rssm.deter, other.agent.rssm.hidden, other.agent.actor.entropy) == (
-      400, 400, 1e-4)
+      1024, 1024, 2e-3)
   assert (other.agent.opt.lr, other.agent.actor_opt.lr, other.agent.critic_opt.lr) == (
-      3e-4, 1e-4, 1e-4)
-  assert (other.run.train_ratio, other.run.prefill) == (16 * 50 / 5, 10_000)
+      1e-4, 8e-5, 2e-4)
+  assert (other.run.train_ratio, other.run.prefill, other.run.pretrain) == (16 * 50 / 5, 10_000, 2)
+  assert other.agent.reward_transform == 'tanh' and other.agent.actor.continuous_dist == 'trunc_normal'
+  crafter = parse('--config', 'dreamerv2', '--env', 'crafter_reward').agent
+  assert {m.norm for m in (crafter.rssm, crafter.encoder, crafter.decoder, crafter.reward_head,
+                           crafter.continue_head, crafter.actor, crafter.critic)} == {'layer'}
+  assert (crafter.actor.entropy, 1 - 1 / crafter.horizon) == (3e-3, pytest.approx(0.999))
+  assert crafter.opt.lr == crafter.actor_opt.lr == crafter.critic_opt.lr == 1e-4
   # The same suite differs by algorithm: V3 on Atari keeps its own preset.
   v3 = parse('--config', 'dreamerv3', '--env', 'atari_pong')
   assert v3.agent.kl.mode == 'split' and v3.run.train_ratio == 32.0 and v3.env.size == (96, 96)

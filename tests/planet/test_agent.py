@@ -32,6 +32,7 @@ def test_presets_follow_the_paper():
   # 5 seed episodes of 1000 / 8 steps (+ reset step); 100 updates of 50 x 50 per episode.
   assert config.run.prefill == 5 * 126
   assert config.run.train_ratio == pytest.approx(100 * 2500 / 125)
+  assert config.run.pretrain == 100  # train C updates, then collect (train before collecting)
   assert config_lib.compose(configs.PRESETS, env='dmc_walker_walk',
                             logdir='/tmp/x').env.action_repeat == 2
   assert config_lib.compose(configs.PRESETS, env='dmc_cheetah_run',
@@ -122,9 +123,10 @@ def test_trains_on_dmc_pixels_and_resumes(tmp_path):
   common = ['--env', 'dmc_cartpole_balance', '--size', 'debug', '--logdir', logdir,
             '--set', 'run.log_every=0', '--set', 'run.report_every=0', '--set', 'run.save_every=0',
             '--set', 'run.eval_every=0', '--set', 'run.prefill=130',
-            '--set', 'run.train_ratio=16', '--set', 'env.parallel=none']
+            '--set', 'run.train_ratio=16', '--set', 'run.pretrain=2', '--set', 'env.parallel=none']
   first = planet_main.main(common + ['--steps', '200'])
-  assert first['step'] >= 200 and first['updates'] > 0
+  # 2 pretrain updates at step 130, then one per 64 / 16 = 4 agent steps.
+  assert first['step'] == 200 and first['updates'] == 2 + (200 - 130) // 4
   with open(os.path.join(logdir, 'metrics.jsonl')) as f:
     lines = [json.loads(line) for line in f]
   losses = [line[k] for line in lines for k in line if k.startswith('train/') and 'loss' in k]
