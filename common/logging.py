@@ -95,14 +95,16 @@ class Logger:
     if self._last_time is None or step != self._last_step:
       self._last_time, self._last_step = now, step
     text = f'step {step:,}'
+    # The first line has no earlier one to measure from.
+    speed = f'{self._speed:,.1f}' if math.isfinite(self._speed) else '?'
     if self.total_steps:
       fraction = min(1.0, step / self.total_steps)
       filled = int(20 * fraction)
       text += f'/{self.total_steps:,} [{"#" * filled}{"." * (20 - filled)}] {100 * fraction:5.1f}%'
       eta = (self.total_steps - step) / self._speed if self._speed > 0 else float('nan')
-      text += f' | {self._speed:,.1f} steps/s | ETA {_format_duration(eta)}'
+      text += f' | {speed} steps/s | ETA {_format_duration(eta)}'
     else:
-      text += f' | {self._speed:,.1f} steps/s'
+      text += f' | {speed} steps/s'
     return text
 
   def write(self, step, fps=True):

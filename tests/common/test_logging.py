@@ -31,6 +31,7 @@ def test_logger_files_console_and_tensorboard(tmp_path):
   assert scores == [{'step': 100, 'score': 2.5, 'length': 40, 'achievement_x': 1}]
   text = console.getvalue()
   assert 'train/loss 2' in text and 'steps/s' in text and 'ETA' in text and '300/1,000' in text
+  assert '? steps/s' in text.splitlines()[1] and 'nan' not in text  # no speed before a second line
 
   events = [f for f in os.listdir(tmp_path) if f.startswith('events')]
   assert events
