@@ -226,7 +226,9 @@ def dreamerv1(config: Config) -> Config:
   Schedule: the paper trains C = 100 updates of 50 x 50 every 1000 env steps and
   prefills 5000 env steps; as replayed steps per agent step that is
   run.train_ratio = 100 * 50 * 50 / (1000 / action_repeat) = 250 * action_repeat
-  and run.prefill = 5000 / action_repeat, set per suite in `_algo_suite`.
+  and run.prefill = 5000 / action_repeat, set per suite in `_algo_suite`. The reference
+  trains before it collects (its first train call runs `pretrain` = 100 updates right
+  after the prefill): run.pretrain = 100.
   """
   mlp = dict(units=400, act='elu', norm='none', outscale=1.0)
   return _replace(config, algo='dreamerv1', **{
