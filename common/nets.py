@@ -309,9 +309,9 @@ class ImageDecoder(nn.Module):
       channel_list = [self.depth * m for m in reversed(self.mults[:-1])] + [channels]
       for i, (ch, k) in enumerate(zip(channel_list, kernels)):
         last = i == layers - 1
-        x = nn.ConvTranspose(ch, (k, k), (2, 2), 'VALID', name=f'deconv{i}',
-                             kernel_init=initializer(self.winit, self.outscale if last else 1.0),
-                             **conv_kw)(x)
+        x = conv.ConvTranspose(ch, (k, k), (2, 2), 'VALID', name=f'deconv{i}',
+                               kernel_init=initializer(self.winit, self.outscale if last else 1.0),
+                               weight_grad=self.conv_grad, **conv_kw)(x)
         if not last:
           x = act(Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x))
     else:
@@ -333,8 +333,9 @@ class ImageDecoder(nn.Module):
                       kernel_init=init, conv_general_dilated=conv.conv_fn(self.conv_grad),
                       **conv_kw)(x)
         else:
-          x = nn.ConvTranspose(ch, (self.kernel, self.kernel), (2, 2), 'SAME', name=f'deconv{i}',
-                               kernel_init=init, **conv_kw)(x)
+          x = conv.ConvTranspose(ch, (self.kernel, self.kernel), (2, 2), 'SAME',
+                                 name=f'deconv{i}', kernel_init=init, weight_grad=self.conv_grad,
+                                 **conv_kw)(x)
         if not last:
           x = act(Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x))
     if x.shape[1:] != (height, width, channels):

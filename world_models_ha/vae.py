@@ -34,8 +34,8 @@ class VAE(nn.Module):
     self.logvar_head = nn.Dense(self.z_size, name='enc_logvar')
     self.decoder_dense = nn.Dense(1024, name='dec_dense')
     self.decoder_deconvs = [
-        nn.ConvTranspose(depth, (kernel, kernel), strides=(2, 2), padding='VALID',
-                         name=f'dec_deconv{i}')
+        conv.ConvTranspose(depth, (kernel, kernel), strides=(2, 2), padding='VALID',
+                           name=f'dec_deconv{i}')
         for i, (depth, kernel) in enumerate(((128, 5), (64, 5), (32, 6), (3, 6)))]
 
   def encode(self, image):
