@@ -79,15 +79,25 @@ def shifted_weight_grad(x, dy, kernel_hw, strides, pads, chunk=_CHUNK):
       xc = jnp.pad(xc, ((0, 0),) + pads + ((0, 0),))
       window = lambda i, j: (xc[:, i:i + sy * (out_h - 1) + 1:sy,
                                 j:j + sx * (out_w - 1) + 1:sx], dyc)
-    return jnp.stack([
-        jnp.stack([jnp.einsum('nyxc,nyxd->cd', *window(i, j),
-                              preferred_element_type=jnp.float32) for j in range(kw)])
-        for i in range(kh)])
+    return _tap_products(window, kh, kw)
 
+  return _sum_over_chunks(chunk_grad, x, dy, (kh, kw), chunk)
+
+
+def _tap_products(window, kh, kw):
+  """[kh, kw, C, D]: for every kernel tap (i, j), the product of the pair `window(i, j)`."""
+  return jnp.stack([
+      jnp.stack([jnp.einsum('nyxc,nyxd->cd', *window(i, j),
+                            preferred_element_type=jnp.float32) for j in range(kw)])
+      for i in range(kh)])
+
+
+def _sum_over_chunks(chunk_grad, x, dy, kernel_hw, chunk):
+  """sum of `chunk_grad(x_chunk, dy_chunk)` over chunks of images, so operands stay in cache."""
   def body(total, chunk_pair):
     return total + chunk_grad(*chunk_pair), None
 
-  zeros = jnp.zeros((kh, kw, x.shape[-1], dy.shape[-1]), jnp.float32)
+  zeros = jnp.zeros(tuple(kernel_hw) + (x.shape[-1], dy.shape[-1]), jnp.float32)
   total, _ = lax.scan(body, zeros, (_chunks(x, chunk), _chunks(dy, chunk)))
   return total
 
@@ -176,18 +186,10 @@ def shifted_transpose_weight_grad(x, dy, kernel_hw, strides, lows, chunk=_CHUNK)
     dyc = jnp.pad(dyc, ((0, 0), pad_y, pad_x, (0, 0)))
     def window(i, j):
       y0, x0 = ly - i + kh - 1, lx - j + kw - 1
-      return dyc[:, y0:y0 + sy * (height - 1) + 1:sy, x0:x0 + sx * (width - 1) + 1:sx]
-    return jnp.stack([
-        jnp.stack([jnp.einsum('nyxc,nyxd->cd', xc, window(i, j),
-                              preferred_element_type=jnp.float32) for j in range(kw)])
-        for i in range(kh)])
+      return xc, dyc[:, y0:y0 + sy * (height - 1) + 1:sy, x0:x0 + sx * (width - 1) + 1:sx]
+    return _tap_products(window, kh, kw)
 
-  def body(total, chunk_pair):
-    return total + chunk_grad(*chunk_pair), None
-
-  zeros = jnp.zeros((kh, kw, x.shape[-1], dy.shape[-1]), jnp.float32)
-  total, _ = lax.scan(body, zeros, (_chunks(x, chunk), _chunks(dy, chunk)))
-  return total
+  return _sum_over_chunks(chunk_grad, x, dy, (kh, kw), chunk)
 
 
 def _xla_conv_transpose(x, kernel, strides, padding, precision):

@@ -211,7 +211,18 @@ def debug(config: Config) -> Config:
   return paper_schedule(config, seed_episodes=1)
 
 
-SIZES = {'default': default, 'debug': debug}
+def small(config: Config) -> Config:
+  """Half the paper's widths (deter / hidden 100, CNN depth 16) and 16 x 32 batches, with the
+  paper's planner and schedule (C = 100 updates per episode at this batch): the size that
+  learns on a 2-core CPU within a session (BENCHMARKS.md)."""
+  config = _replace(config, size='small', **{
+      'agent.encoder.depth': 16, 'agent.decoder.depth': 16,
+      'agent.rssm': dataclasses.replace(rssm_lib.PLANET, deter=100, hidden=100),
+      'run.batch_size': 16, 'run.batch_length': 32})
+  return paper_schedule(config)
+
+
+SIZES = {'default': default, 'small': small, 'debug': debug}
 
 
 # ---------------------------------------------------------------- presets

@@ -39,6 +39,17 @@ def test_presets_follow_the_paper():
                             logdir='/tmp/x').env.action_repeat == 4
 
 
+def test_small_size_keeps_the_paper_planner_and_schedule():
+  config = config_lib.compose(configs.PRESETS, env='dmc_cartpole_balance', size='small',
+                              logdir='/tmp/x')
+  assert (config.agent.rssm.deter, config.agent.rssm.stoch, config.agent.encoder.depth) == (
+      100, 30, 16)
+  assert config.agent.planner == configs.PlannerConfig()  # horizon 12, 1000 / 100, 10 iterations
+  assert (config.run.prefill, config.run.pretrain) == (5 * 126, 100)
+  # Still C = 100 updates per 125-step episode, now of 16 x 32 sequences.
+  assert config.run.train_ratio * 125 / (16 * 32) == pytest.approx(100)
+
+
 def test_preprocess_quantises_to_five_bits():
   image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
   out = np.asarray(agent_lib.preprocess(jnp.asarray(image), 5, jax.random.PRNGKey(0)))
