@@ -1,24 +1,34 @@
 """Slow learning test: PlaNet beats the random policy on dmc_cartpole_balance (pixels)."""
+import json
+import os
+
 import numpy as np
 import pytest
 
 from planet import main as planet_main
 
-# Random actions score about 170-290 on cartpole_balance with action repeat 8 (see the
-# debug run's prefill episodes); a model that balances at all gets several hundred more.
-RANDOM_SCORE = 300.0
+# Random actions (the 5 seed episodes, action repeat 8) score 172-322, mean 251.
+RANDOM_SCORE = 251.0
+SEED_STEPS = 630      # 5 seed episodes of 125 agent steps + the reset step
+PLANNED_EPISODES = 60  # ~60k environment steps after the seed episodes
 
 
 @pytest.mark.slow
 def test_planet_beats_random_on_cartpole_balance(tmp_path):
-  summary = planet_main.main([
-      '--env', 'dmc_cartpole_balance', '--size', 'debug', '--logdir', str(tmp_path / 'run'),
-      '--steps', '6000', '--set', 'run.eval_every=2000', '--set', 'run.eval_episodes=2',
-      '--set', 'agent.planner.horizon=12', '--set', 'agent.planner.candidates=300',
-      '--set', 'agent.planner.top_k=30', '--set', 'agent.planner.iterations=5',
-      '--set', 'agent.rssm.deter=100', '--set', 'agent.rssm.hidden=100',
-      '--set', 'agent.encoder.depth=16', '--set', 'agent.decoder.depth=16',
-      '--set', 'run.batch_size=16', '--set', 'run.batch_length=32',
-      '--set', 'run.train_ratio=256', '--set', 'run.prefill=630', '--set', 'env.parallel=none'])
-  scores = summary['eval_scores']
-  assert scores and np.mean(scores) > 2 * RANDOM_SCORE, scores
+  """PlaNet at the `small` size (the paper's planner and schedule: 5 seed episodes, then C = 100
+  updates per planned episode) doubles the random score within 60 planned episodes.
+
+  Not measured to pass yet. The budget is set from the published DreamerV3 dmc_vision curves
+  (reference_scores, 10 seeds): cartpole_balance averages 265 over the first 20k environment
+  steps (random level), 427 over 20-40k and 628 over 40-60k, so a smaller budget cannot show
+  learning. A 15k-step run of this command on the 2-core CPU (BENCHMARKS.md) stayed at random
+  level, as those curves predict; 60 episodes are ~9 CPU hours, a GPU task's job.
+  """
+  steps = SEED_STEPS + PLANNED_EPISODES * 126
+  planet_main.main(['--env', 'dmc_cartpole_balance', '--size', 'small', '--steps', str(steps),
+                    '--logdir', str(tmp_path), '--set', 'run.eval_every=0'])
+  scores = [json.loads(line) for line in open(os.path.join(tmp_path, 'scores.jsonl'))]
+  planned = np.array([s['score'] for s in scores if s['step'] > SEED_STEPS])
+  assert len(planned) >= PLANNED_EPISODES - 1, len(planned)
+  best = max(planned[i:i + 5].mean() for i in range(len(planned) - 4))
+  assert best >= 2 * RANDOM_SCORE, f'best 5-episode average {best:.1f} < {2 * RANDOM_SCORE}'
