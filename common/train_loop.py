@@ -392,7 +392,12 @@ def _train(loop):
       driver.run(random_policy if loop.step < run_config.prefill else train_policy, steps=1)
       trainable = trainable or can_sample()
       if trainable:
-        for _ in range(loop.ratio.due(loop.step)):
+        due = loop.ratio.due(loop.step)
+        for done in range(due):
+          if loop.stop_signal is not None:
+            # Stop between updates, not after a long burst (e.g. pretrain): the rest stay owed.
+            loop.ratio.updates -= due - done
+            break
           loop.train_step(replay)
     if guard_timer():
       loop.check_guard()

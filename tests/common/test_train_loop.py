@@ -192,6 +192,28 @@ def test_run_eval_only_offline_and_sigterm(tmp_path):
   _, meta = _restore(interrupted.run.logdir)
   assert meta['agent_steps'] == summary['step']
 
+  # A signal as a long burst of updates falls due (2,000 pretrain updates once the prefill
+  # ends) stops before them; they stay owed in the checkpoint, so a resume runs them.
+  burst = _config(tmp_path, name='burst', steps=10_000, pretrain=2_000)
+  calls = [0]
+
+  def make_env_signal_at_prefill(env_config, num, seed):
+    env = envs.make_batch(env_config, num, seed)
+    step = env.step
+
+    def stepping(action):
+      calls[0] += 1
+      if calls[0] * num == burst.run.prefill + num:  # the step that completes the prefill
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(action)
+    env.step = stepping
+    return env
+  summary = train_loop.run(make_agent, burst, make_env=make_env_signal_at_prefill,
+                           stream=open(os.devnull, 'w'))
+  assert summary['interrupted'] and summary['updates'] == 0
+  state, meta = _restore(burst.run.logdir)
+  assert meta['updates'] == int(state['agent']['calls']) == 0
+
 
 def test_nonfinite_guard_stops(tmp_path):
   config = _config(tmp_path, agent={'nan_after': 3}, max_nonfinite=5, save_every=1e9)
