@@ -135,6 +135,24 @@ def test_train_ratio_exact():
     train_loop.TrainRatio(-1, 16)
 
 
+def _env_sending_sigterm(at_call):
+  """A `make_env` whose batch sends this process SIGTERM during its `at_call`-th step call."""
+  from common import envs  # pylint: disable=g-import-not-at-top
+
+  def make_env(env_config, num, seed):
+    env = envs.make_batch(env_config, num, seed)
+    step, calls = env.step, [0]
+
+    def stepping(action):
+      calls[0] += 1
+      if calls[0] == at_call:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(action)
+    env.step = stepping
+    return env
+  return make_env
+
+
 def test_run_eval_only_offline_and_sigterm(tmp_path):
   config = _config(tmp_path, eval_every=100)
   summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
@@ -172,21 +190,8 @@ def test_run_eval_only_offline_and_sigterm(tmp_path):
   assert not os.path.exists(os.path.join(offline.run.logdir, 'replay'))
 
   # SIGTERM mid-run: finish the step, save, return.
-  from common import envs
-
-  def make_env(env_config, num, seed):
-    env = envs.make_batch(env_config, num, seed)
-    step, calls = env.step, [0]
-
-    def stepping(action):
-      calls[0] += 1
-      if calls[0] == 60:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return step(action)
-    env.step = stepping
-    return env
   interrupted = _config(tmp_path, name='term', steps=10_000)
-  summary = train_loop.run(make_agent, interrupted, make_env=make_env,
+  summary = train_loop.run(make_agent, interrupted, make_env=_env_sending_sigterm(at_call=60),
                            stream=open(os.devnull, 'w'))
   assert summary['interrupted'] and summary['step'] < 10_000
   _, meta = _restore(interrupted.run.logdir)
@@ -195,21 +200,9 @@ def test_run_eval_only_offline_and_sigterm(tmp_path):
   # A signal as a long burst of updates falls due (2,000 pretrain updates once the prefill
   # ends) stops before them; they stay owed in the checkpoint, so a resume runs them.
   burst = _config(tmp_path, name='burst', steps=10_000, pretrain=2_000)
-  calls = [0]
-
-  def make_env_signal_at_prefill(env_config, num, seed):
-    env = envs.make_batch(env_config, num, seed)
-    step = env.step
-
-    def stepping(action):
-      calls[0] += 1
-      if calls[0] * num == burst.run.prefill + num:  # the step that completes the prefill
-        os.kill(os.getpid(), signal.SIGTERM)
-      return step(action)
-    env.step = stepping
-    return env
-  summary = train_loop.run(make_agent, burst, make_env=make_env_signal_at_prefill,
-                           stream=open(os.devnull, 'w'))
+  # The env call that completes the prefill (2 envs per call, one reset call first).
+  at_prefill = _env_sending_sigterm(at_call=burst.run.prefill // burst.run.envs + 1)
+  summary = train_loop.run(make_agent, burst, make_env=at_prefill, stream=open(os.devnull, 'w'))
   assert summary['interrupted'] and summary['updates'] == 0
   state, meta = _restore(burst.run.logdir)
   assert meta['updates'] == int(state['agent']['calls']) == 0

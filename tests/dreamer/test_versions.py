@@ -4,8 +4,6 @@ References are independent: NumPy gradients of the KL and of the REINFORCE estim
 the papers' hyperparameter tables, and the real command line on a real env.
 """
 import dataclasses
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +20,7 @@ from dreamer import agent as agent_lib
 from dreamer import configs
 from dreamer import world_model as wm_lib
 from tests.dreamer.cli import check_train_and_resume
+from tests.learning import best_average
 
 # Tests check behaviour, not speed: skip XLA's backend optimisations to compile faster.
 FAST = {'xla_backend_optimization_level': 0}
@@ -338,8 +337,5 @@ def test_learns_cartpole(tmp_path, algo, threshold):
       '--logdir', str(tmp_path), '--set', 'run.prefill=2500', '--set', 'run.train_ratio=64',
       '--set', 'run.log_every=60', '--set', 'run.save_every=100000',
       '--set', 'run.report_every=100000'])
-  scores = [json.loads(line) for line in open(os.path.join(tmp_path, 'scores.jsonl'))]
-  assert scores, 'no episode finished'
-  returns = np.array([line['score'] for line in scores])
-  best = max(returns[i:i + 10].mean() for i in range(max(1, len(returns) - 9)))
+  best, _ = best_average(tmp_path, 10)
   assert best >= threshold, f'best 10-episode average return {best:.1f} < {threshold}'

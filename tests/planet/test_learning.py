@@ -1,11 +1,8 @@
 """Slow learning test: PlaNet beats the random policy on dmc_cartpole_balance (pixels)."""
-import json
-import os
-
-import numpy as np
 import pytest
 
 from planet import main as planet_main
+from tests.learning import best_average
 
 # Random actions (the 5 seed episodes, action repeat 8) score 172-322, mean 251.
 RANDOM_SCORE = 251.0
@@ -27,8 +24,6 @@ def test_planet_beats_random_on_cartpole_balance(tmp_path):
   steps = SEED_STEPS + PLANNED_EPISODES * 126
   planet_main.main(['--env', 'dmc_cartpole_balance', '--size', 'small', '--steps', str(steps),
                     '--logdir', str(tmp_path), '--set', 'run.eval_every=0'])
-  scores = [json.loads(line) for line in open(os.path.join(tmp_path, 'scores.jsonl'))]
-  planned = np.array([s['score'] for s in scores if s['step'] > SEED_STEPS])
-  assert len(planned) >= PLANNED_EPISODES - 1, len(planned)
-  best = max(planned[i:i + 5].mean() for i in range(len(planned) - 4))
+  best, planned = best_average(tmp_path, 5, after_step=SEED_STEPS)
+  assert planned >= PLANNED_EPISODES - 1, planned
   assert best >= 2 * RANDOM_SCORE, f'best 5-episode average {best:.1f} < {2 * RANDOM_SCORE}'
