@@ -10,11 +10,11 @@ code paths below are switched by config fields, never copied:
   | MLPs (units, act, norm)             | 400, ELU, none            | 4 x 400, ELU, none               | size-dependent, SiLU, RMS   |
   | kl.mode (free nats, scale)          | plain (3, batch mean)     | balanced 0.8 (Atari 0 / DMC 1; 0.1 Atari) | split dyn 1 rep 0.1 (1 per step) |
   | decoder.image_dist / reward_head.dist | normal / normal (unit var) | normal / mse of tanh(r) (DMC r) | mse [0,1] / symexp two-hot  |
-  | predict_continue, continue_scale    | off (gamma only)          | on, 5 on Atari (off on DMC)      | on, 1, target x discount    |
+  | predict_continue, continue_scale    | off on DMC; elsewhere on, 10, target x discount | on, 5 on Atari (off on DMC)      | on, 1, target x discount    |
   | horizon (gamma), lam, imag_horizon  | 100 (0.99), 0.95, 15      | 100 (0.99; Atari, Crafter 1000: 0.999), 0.95, 15 | 333 (0.997), 0.95, 15 |
   | actor.grad_discrete / grad_continuous | dynamics / dynamics     | reinforce / dynamics ('both' + grad_mix) | reinforce / reinforce |
   | actor.continuous_dist, entropy      | tanh_normal, 0            | trunc_normal, 2e-3 (Atari 1e-3, DMC 1e-4, Crafter 3e-3) | bounded_normal, 3e-4 |
-  | actor.explore_noise                 | 0.3                       | 0 (sampling)                     | 0 (sampling)                |
+  | actor.explore_noise                 | 0.3 (Gaussian; discrete: epsilon-greedy) | 0 (sampling)                     | 0 (sampling)                |
   | retnorm.kind                        | none                      | none                             | percentile 5-95 EMA         |
   | critic.dist, slow_target, slow_every/rate | normal, no, -       | mse, yes, 100 / 1.0              | two-hot, regulariser, 1 / 0.02 |
   | critic.replay_loss (repval)         | no                        | no                               | yes (0.3)                   |

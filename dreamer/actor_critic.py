@@ -238,7 +238,7 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
                   mode: str) -> chex.Array:
   """An action (one-hot float [N, A] or continuous [N, A]) for `feat` [N, F].
 
-  mode: 'train' samples (plus V1's exploration noise), 'eval' takes the mode,
+  mode: 'train' samples (plus V1's exploration: Gaussian noise or epsilon-greedy), 'eval' takes the mode,
   'random' samples uniformly from the action space.
   """
   n = feat.shape[0]
@@ -254,7 +254,12 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
     sample_key, noise_key = jax.random.split(key)
     action = dist.sample(sample_key)
     noise = ac.config.actor.explore_noise
-    if noise and not ac.discrete:
+    if noise and ac.discrete:  # V1: epsilon-greedy, a uniform action with probability noise
+      coin_key, index_key = jax.random.split(noise_key)
+      uniform = jax.nn.one_hot(jax.random.randint(index_key, (n,), 0, ac.action_dim),
+                               ac.action_dim, dtype=action.dtype)
+      action = jnp.where(jax.random.uniform(coin_key, (n, 1)) < noise, uniform, action)
+    elif noise:  # V1: additive Gaussian noise
       action = action + noise * jax.random.normal(noise_key, action.shape)
   else:
     raise ValueError(f"policy mode: use 'train', 'eval' or 'random', got {mode!r}.")

@@ -110,7 +110,8 @@ class ActorConfig:
   grad_discrete: str = 'reinforce'    # 'reinforce', 'dynamics' (backprop through the model) or 'both'
   grad_continuous: str = 'reinforce'  # V3: reinforce; V1/V2: 'dynamics'
   grad_mix: float = 0.1           # 'both': weight of the dynamics objective (V2 actor_grad_mix)
-  explore_noise: float = 0.0      # Gaussian noise on continuous train actions (V1: 0.3)
+  explore_noise: float = 0.0      # V1 (0.3): std of Gaussian noise on continuous train actions,
+                                  # epsilon of epsilon-greedy on discrete ones
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,11 +219,14 @@ def dreamerv1(config: Config) -> Config:
   Gaussian RSSM (deter 200, stoch 30, ELU); CNN depth 32 (kernel 4, VALID, ReLU as
   the reference code); MLPs of 400 ELU units, no norm; KL max(KL, 3 nats) on the
   batch mean, no balancing; unit-variance Gaussian image, vector and reward
-  likelihoods; no continue head (gamma 0.99 only); tanh-normal actor (4 x 400,
+  likelihoods; no continue head on DMC (gamma 0.99 only), a discount predictor
+  where episodes terminate (Sec. 6, set in `_algo_suite`); tanh-normal actor (4 x 400,
   init std 5, min std 1e-4) trained by backpropagating the lambda-return through
-  the learned dynamics (Eq. 7); critic (3 x 400) regressed onto lambda-returns
+  the learned dynamics (Eq. 7), a one-hot actor with straight-through samples for
+  discrete actions (Sec. 6); critic (3 x 400) regressed onto lambda-returns
   (lambda 0.95, horizon 15, Eq. 8); Adam 6e-4 (model) and 8e-5 (actor, critic),
-  eps 1e-7, clip 100; batch 50 x 50; exploration noise 0.3.
+  eps 1e-7, clip 100; batch 50 x 50; exploration: Gaussian noise 0.3 on continuous
+  actions, epsilon-greedy 0.3 on discrete ones (reference `expl_amount`).
   Schedule: the paper trains C = 100 updates of 50 x 50 every 1000 env steps and
   prefills 5000 env steps; as replayed steps per agent step that is
   run.train_ratio = 100 * 50 * 50 / (1000 / action_repeat) = 250 * action_repeat
@@ -242,7 +246,7 @@ def dreamerv1(config: Config) -> Config:
                                      mlp_layers=2, mlp_units=400, act='relu', norm='none',
                                      image_dist='normal', vector_dist='normal', outscale=1.0),
       'agent.reward_head': HeadConfig(layers=2, dist='normal', **mlp),
-      'agent.continue_head': HeadConfig(layers=3, dist='binary', **mlp),  # unused (off)
+      'agent.continue_head': HeadConfig(layers=3, dist='binary', **mlp),  # where episodes end
       'agent.actor': ActorConfig(layers=4, unimix=0.0, continuous_dist='tanh_normal',
                                  min_std=1e-4, init_std=5.0, entropy=0.0,
                                  grad_discrete='dynamics', grad_continuous='dynamics',
@@ -388,7 +392,8 @@ def _algo_suite(config: Config) -> Config:
 
   | algo, suite      | train_ratio (replayed / agent step)   | prefill, pretrain | other                       |
   |------------------|---------------------------------------|---------|-----------------------------|
-  | V1, any          | 100 x 50 x 50 per 1000 env steps      | 5000 env steps, 100 | action repeat 2 on DMC |
+  | V1, dmc_*        | 100 x 50 x 50 per 1000 env steps      | 5000 env steps, 100 | action repeat 2, no discount head |
+  | V1, other        | as DMC                                | as DMC  | discount head (targets 0 / gamma, scale 10) |
   | V2, atari        | 16 x 50 every 16 steps = 50           | 50000, 2 | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
   | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000, 101 | deter 200, free nats 1, no discount head, raw rewards, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
   | V2, crafter      | 160                                   | 10000, 2 | layer norm everywhere, gamma 0.999, lr 1e-4/1e-4/1e-4, entropy 3e-3 |
@@ -397,8 +402,15 @@ def _algo_suite(config: Config) -> Config:
   algo, suite = config.algo, config.suite
   if algo == 'dreamerv1':
     repeat = config.env.action_repeat
-    return _replace(config, **{'run.train_ratio': 100 * 50 * 50 / (1000 / repeat),
-                               'run.prefill': 5000 // repeat})
+    config = _replace(config, **{'run.train_ratio': 100 * 50 * 50 / (1000 / repeat),
+                                 'run.prefill': 5000 // repeat})
+    if suite in ('dmc_vision', 'dmc_proprio'):
+      return config
+    # Episodes that terminate (Atari, DMLab in the paper's Sec. 6): a discount predictor
+    # trained towards soft labels 0 and gamma, scale 10 (reference `pcont`, `pcont_scale`).
+    # Without it imagined episodes never end and every action looks alike.
+    return _replace(config, **{'agent.predict_continue': True, 'agent.continue_discount': True,
+                               'agent.continue_scale': 10.0})
   if algo != 'dreamerv2':
     return config
   if suite in ('atari', 'atari100k'):

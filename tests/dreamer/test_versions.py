@@ -60,6 +60,15 @@ def test_v1_preset_matches_paper():
   assert config.run.pretrain == 100  # the first train call runs `pretrain` updates
 
 
+@pytest.mark.parametrize('env', ['gym_CartPole-v1', 'atari_pong'])
+def test_v1_predicts_discount_where_episodes_terminate(env):
+  """Sec. 6 of the V1 paper (Atari, DMLab): a discount predictor with soft targets 0 / gamma
+  and scale 10 (reference `pcont`, `pcont_scale`); DMC keeps gamma alone (above)."""
+  agent = parse('--config', 'dreamerv1', '--env', env).agent
+  assert agent.predict_continue and agent.continue_discount and agent.continue_scale == 10.0
+  assert (agent.continue_head.layers, agent.continue_head.dist) == (3, 'binary')
+
+
 def test_v2_presets_match_paper_and_compose_with_suites():
   atari = parse('--config', 'dreamerv2', '--env', 'atari_pong')
   agent = atari.agent
@@ -165,8 +174,9 @@ def test_train_step_is_finite(algo, discrete):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
                  jax.tree.map(np.asarray, state.slow_critic), critics[0])
     assert not np.array_equal(jax.tree.leaves(critics[0])[0], jax.tree.leaves(critics[1])[0])
-  else:
-    assert 'continue_loss' not in metrics  # V1 has no continue head
+  else:  # V1 on a terminating env: the discount predictor's targets are 0 and gamma = 0.99
+    assert 'continue_loss' in metrics
+    assert 0.0 < float(metrics['continue_pred_mean']) < 1.0
 
 
 # ---------------------------------------------------------------- KL balancing
@@ -248,6 +258,25 @@ def test_actor_gradient_through_dynamics(algo, discrete, actor, through_dynamics
     assert rssm_norm > 0
   else:
     assert rssm_norm == 0.0
+
+
+def test_v1_discrete_exploration_is_epsilon_greedy():
+  """V1's discrete train actions are epsilon-greedy with epsilon 0.3 (reference `expl_amount`):
+  action frequencies (1 - eps) pi + eps / A from the policy's probabilities pi."""
+  config = parse('--config', 'dreamerv1', '--env', 'gym_CartPole-v1', '--size', 'debug')
+  ac = ac_lib.make(config.agent, Space(np.int32, (), 0, 3))
+  actor_params = ac_lib.init_params(ac, jax.random.PRNGKey(0), 8)['actor']
+  n = 40_000
+  feat = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8)).repeat(n, 0), jnp.float32)
+  sample = jit(ac_lib.sample_action, static_argnums=(0, 4))
+  actions = np.asarray(sample(ac, actor_params, feat, jax.random.PRNGKey(1), 'train'))
+  assert np.all(actions.sum(-1) == 1.0) and set(np.unique(actions)) <= {0.0, 1.0}
+  logits = np.asarray(ac_lib.actor_dist(ac, actor_params, feat[:1]).logits, np.float64)[0]
+  probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+  assert ac.action_dim == len(probs) == 4  # Space bounds are inclusive: actions 0..3
+  np.testing.assert_allclose(actions.mean(0), 0.7 * probs + 0.3 / 4, atol=0.01)
+  greedy = np.asarray(sample(ac, actor_params, feat[:4], jax.random.PRNGKey(1), 'eval'))
+  assert np.all(greedy.argmax(-1) == probs.argmax())  # no exploration when evaluating
 
 
 def test_v2_discrete_actor_gradient_is_reinforce_numpy():
