@@ -352,16 +352,16 @@ def test_versions_train_and_resume(tmp_path, algo, env, steps, extra, resume):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('algo, threshold', [('dreamerv2', 400.0), ('dreamerv1', 60.0)])
+@pytest.mark.parametrize('algo, threshold', [('dreamerv2', 350.0), ('dreamerv1', 60.0)])
 def test_learns_cartpole(tmp_path, algo, threshold):
   """V1/V2 with their papers' model sizes learn CartPole-v1 within 20k env steps
   (prefill shortened for CartPole's short episodes; train ratio 64, a quarter of V1's
   250 and 0.4 of V2's 160, so that a run fits a CPU session). Random play averages ~22.
 
-  V1: measured best 10-episode average 67.5 on one seed (BENCHMARKS.md, "DreamerV1/V2
-  learning on CartPole"): well short of 200, so the test asserts 60. V2: not measured yet
-  (~2 h 10 min on the 2-core CPU at 2.2 env steps/s); lower it to its measured figure if the
-  paper's agent misses 400.
+  Thresholds are one seed's measurements (BENCHMARKS.md, "DreamerV1/V2 learning on CartPole"):
+  V1's best 10-episode average was 67.5 over the 20k steps, so it asserts 60. V2's run was
+  stopped at 12.2k steps (~2 h 20 min for all 20k on the 2-core CPU) with a best of 362.9,
+  reached by 9.1k steps; the best can only grow with more steps, so it asserts 350.
   """
   from dreamer import main as dreamer_main  # pylint: disable=g-import-not-at-top
   dreamer_main.main([
