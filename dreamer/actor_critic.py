@@ -238,8 +238,8 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
                   mode: str) -> chex.Array:
   """An action (one-hot float [N, A] or continuous [N, A]) for `feat` [N, F].
 
-  mode: 'train' samples (plus V1's exploration: Gaussian noise or epsilon-greedy), 'eval' takes the mode,
-  'random' samples uniformly from the action space.
+  mode: 'train' samples (plus V1's exploration: Gaussian noise or epsilon-greedy),
+  'eval' takes the mode, 'random' samples uniformly from the action space.
   """
   n = feat.shape[0]
   if mode == 'random':

@@ -195,6 +195,7 @@ class Config:
 
 
 _replace = config_lib.replace
+_DMC_SUITES = ('dmc_vision', 'dmc_proprio')  # where V1 and V2 follow their DMC setups
 
 
 # ---------------------------------------------------------------- algorithms
@@ -404,7 +405,7 @@ def _algo_suite(config: Config) -> Config:
     repeat = config.env.action_repeat
     config = _replace(config, **{'run.train_ratio': 100 * 50 * 50 / (1000 / repeat),
                                  'run.prefill': 5000 // repeat})
-    if suite in ('dmc_vision', 'dmc_proprio'):
+    if suite in _DMC_SUITES:
       return config
     # Episodes that terminate (Atari, DMLab in the paper's Sec. 6): a discount predictor
     # trained towards soft labels 0 and gamma, scale 10 (reference `pcont`, `pcont_scale`).
@@ -424,7 +425,7 @@ def _algo_suite(config: Config) -> Config:
         'agent.opt': _adam(2e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(4e-5, 1e-5, 1e-6),
         'agent.critic_opt': _adam(1e-4, 1e-5, 1e-6),
         'run.train_ratio': 16 * 50 / 16, 'run.prefill': 50_000})
-  if suite in ('dmc_vision', 'dmc_proprio'):
+  if suite in _DMC_SUITES:
     agent = config.agent
     return _replace(config, **{
         'env.action_repeat': 2, 'agent.rssm.deter': 200, 'agent.rssm.hidden': 200,
