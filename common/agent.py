@@ -14,7 +14,7 @@ Conventions (DreamerV3's):
   * Discrete actions are int32 indices of shape `[N]`; continuous actions are
     float32 `[N, A]` in [-1, 1].
 """
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 Params = Any
 State = Any      # the agent's whole training state (a flax.struct dataclass)
@@ -36,9 +36,19 @@ class Agent(NamedTuple):
       The carry must reset itself where obs['is_first'] is set.
   train(state, batch) -> (state, metrics)
   report(state, batch) -> metrics (scalars, and `video/*` arrays [T, H, W, C] uint8)
+
+  Replay context (DreamerV3 code's `replay_context`; optional, 0 for other agents):
+  replay_context: K. Training windows then hold K + T steps (T = run.batch_length), and
+      the ratio counts the T trained ones.
+  policy_entries(carry) -> {key: [N, ...]}: what the policy stores in replay beside each
+      step it acted on (V3: its posterior latent). Random actions store zeros.
+  train's metrics then hold 'replay': {key: [B, T, ...]}, new entries for the T trained
+      steps of the batch, which the loop writes back into replay.
   """
   init: Callable[..., State]
   init_policy_carry: Callable[..., Carry]
   policy: Callable[..., tuple]
   train: Callable[..., tuple]
   report: Callable[..., Metrics]
+  replay_context: int = 0
+  policy_entries: Optional[Callable[..., dict]] = None

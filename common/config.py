@@ -29,6 +29,7 @@ class RunConfig:
   train_ratio: float = 32.0      # replayed steps per agent step (DreamerV3's definition)
   prefill: int = 1000            # agent steps with random actions before training
   pretrain: int = 0              # extra updates at once when training starts (train before collecting)
+  train_starts: int = 0          # window starts replay must hold before training (V3 code: B * T)
   batch_size: int = 16
   batch_length: int = 64
   log_every: float = 60.0        # seconds between metric lines

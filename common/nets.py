@@ -70,12 +70,15 @@ def initializer(name: str = 'trunc_normal', scale: float = 1.0, in_axis=-2, out_
   'glorot_uniform': Keras' default, used by the TF reference of PlaNet/V1/V2
     (variance scale / fan_avg).
   'lecun_normal': Flax's default. 'zeros': all zeros.
-  `scale` is DreamerV3's `outscale` for output layers: `scale == 0` gives zeros.
+  `scale` is DreamerV3's `outscale` for output layers: it multiplies the weights (the
+  reference scales the initialised kernel), so their variance is scale^2 / fan;
+  `scale == 0` gives zeros.
   """
   if name not in INITS:
     raise ValueError(f'winit: unknown initialiser {name!r}; use one of {INITS}.')
   if name == 'zeros' or scale == 0.0:
     return jax.nn.initializers.zeros
+  scale = scale * scale  # variance_scaling takes a variance factor
   kw = dict(in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis)
   if name == 'trunc_normal':
     return jax.nn.initializers.variance_scaling(scale, 'fan_in', 'truncated_normal', **kw)
@@ -396,7 +399,9 @@ class BlockLinear(nn.Module):
   """Block-diagonal Linear layer on group-major inputs: [G, ..., I] -> [G, ..., features / G].
 
   Group g has its own kernel [I, features / G] (DreamerV3, App. B, block GRU).
-  Fan-in for the initialiser is I, the inputs each output unit really sees.
+  Fan-in for the initialiser is G * I, the whole input, as the reference code computes
+  it (danijar/dreamerv3 embodied/jax/nets.py, Initializer.compute_fans of the [G, I, O]
+  kernel), so each block starts sqrt(G) smaller than a dense layer on its own I inputs.
   Groups lead so the batched matmul writes its natural layout: with groups
   second to last, XLA CPU transposed every output inside the following
   elementwise fusion (the block GRU took ~1.4-1.8x longer, forward and gradient).
@@ -414,7 +419,8 @@ class BlockLinear(nn.Module):
     if self.features % self.blocks:
       raise ValueError(f'features: {self.features} is not divisible by blocks={self.blocks}.')
     out = self.features // self.blocks
-    init = initializer(self.winit, self.outscale, in_axis=-2, out_axis=-1, batch_axis=(0,))
+    # No batch axis: variance_scaling multiplies the fans by the G 'receptive field'.
+    init = initializer(self.winit, self.outscale, in_axis=-2, out_axis=-1)
     kernel = self.param('kernel', init, (self.blocks, x.shape[-1], out), jnp.float32)
     bias = self.param('bias', jax.nn.initializers.zeros, (self.blocks, out), jnp.float32)
     dtype = _dtype(self.dtype)

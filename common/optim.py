@@ -1,8 +1,10 @@
 """Optimisers as optax chains.
 
-'adam' (PlaNet, DreamerV1/V2): global-norm clipping, Adam, optional decoupled
-  weight decay on kernels (V2's 1e-6), learning rate (with optional linear
-  warmup). Typical: V1 lr 6e-4 eps 1e-7 clip 100; V2 world model lr 1e-4
+'adam' (PlaNet, DreamerV1/V2): global-norm clipping, Adam, learning rate (with
+  optional linear warmup), and optional weight decay as the DreamerV2 reference
+  applies it (`common/tfutils.py` Optimizer): every parameter is multiplied by
+  (1 - weight_decay) each step, independent of the learning rate:
+  w <- (1 - wd) w - lr adam(g). Typical: V1 lr 6e-4 eps 1e-7 clip 100; V2 world model lr 1e-4
   (2e-4 Atari) eps 1e-5 clip 100 weight_decay 1e-6; PlaNet lr 1e-3 eps 1e-4 clip 1000.
 'dreamerv3' (DreamerV3, Hafner et al. 2023, App. B "Optimizer"):
   1. adaptive gradient clipping per parameter tensor:
@@ -39,7 +41,7 @@ class OptimConfig:
   warmup: int = 1000         # linear warmup steps (0 = constant lr)
   momentum: float = 0.9      # first-moment decay (Adam's beta1 / V3's momentum)
   beta2: float = 0.999       # second-moment decay
-  weight_decay: float = 0.0  # decoupled weight decay on kernels (ndim >= 2), times lr
+  weight_decay: float = 0.0  # every parameter *= (1 - weight_decay) per step, not times lr (V2)
 
   def __post_init__(self):
     if self.kind not in ('adam', 'dreamerv3'):
@@ -101,10 +103,6 @@ def _schedule(config: OptimConfig):
   return config.lr
 
 
-def _kernel_mask(params):
-  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
-
-
 def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
   """The optax chain for `config` (see the module docstring for the update rules)."""
   if not isinstance(config, OptimConfig):
@@ -121,7 +119,7 @@ def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
                                     bias_correction=True))
     if config.momentum:
       chain.append(scale_by_momentum(config.momentum))
-  if config.weight_decay:
-    chain.append(optax.add_decayed_weights(config.weight_decay, _kernel_mask))
   chain.append(optax.scale_by_learning_rate(_schedule(config)))
+  if config.weight_decay:  # after the learning rate: the decay does not scale with it
+    chain.append(optax.add_decayed_weights(-config.weight_decay))
   return optax.chain(*chain)

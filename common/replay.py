@@ -5,7 +5,13 @@ Domains through World Models", Appendix: replay): steps are stored as they
 arrive, one stream per environment, and training samples fixed-length windows
 `[B, T]` uniformly over all valid start positions. Windows may cross episode
 boundaries; `is_first` marks where a new episode starts, and the world model
-resets its state there.
+resets its state there. As in the V3 reference (`embodied/core/replay.py`):
+  * a sampled window sets `is_last` on every step followed by an `is_first`, so an
+    episode cut short (a crashed env worker) still ends before the next begins;
+  * `online` (`replay.online`): `sample_train` first returns each fresh,
+    non-overlapping window of `length` steps once (a FIFO queue), then uniform ones;
+  * `update` writes values (V3's replay-context latents) back into stored steps.
+Positions in a stream are absolute step indices that survive eviction.
 
 Storage:
   * Each stream fills a chunk of `chunk` steps; a full chunk is written to
@@ -21,6 +27,7 @@ Storage:
 File names: `{counter:010d}-s{stream:04d}-n{length:06d}.npz`, where `counter`
 orders chunks globally; chunks of one stream are contiguous in that order.
 """
+import collections
 import concurrent.futures
 import dataclasses
 import logging as _pylogging
@@ -40,6 +47,7 @@ _NAME = re.compile(r'^(\d{10})-s(\d{4})-n(\d{6})\.npz$')
 class ReplayConfig:
   capacity: int = 5_000_000   # steps held in memory (all streams); oldest chunks evicted
   chunk: int = 1024           # steps per chunk file (per stream)
+  online: bool = False        # train on each fresh window once, first (V3 code: True)
 
 
 class _Chunk:
@@ -63,6 +71,8 @@ class _Stream:
     self.chunks = []       # completed chunks, oldest first
     self.current = None    # _Chunk being filled (preallocated arrays)
     self._ends = None      # cached cumulative lengths of `chunks`
+    self.evicted = 0       # steps dropped from the front: absolute index of the first held
+    self.added = 0         # steps ever added (or loaded): absolute index of the next step
 
   def ends(self):
     if self._ends is None:
@@ -96,15 +106,21 @@ class Replay:
     directory: where chunk files are written (and `load()` reads); None keeps
       the replay in memory only.
     seed: seed of the sampling RNG.
+    length: steps of a training window; needed for `config.online`.
   """
 
-  def __init__(self, config=ReplayConfig(), directory=None, seed=0):
+  def __init__(self, config=ReplayConfig(), directory=None, seed=0, length=None):
     if not isinstance(config, ReplayConfig):
       raise TypeError(f'config: expected a ReplayConfig, got {type(config).__name__}.')
     if config.capacity < 1:
       raise ValueError(f'replay.capacity={config.capacity}: must be at least 1 step.')
     if config.chunk < 1:
       raise ValueError(f'replay.chunk={config.chunk}: must be at least 1 step.')
+    if config.online and not (length and length >= 1):
+      raise ValueError('replay.online: the replay needs the training window length '
+                       f'(length >= 1), got {length!r}.')
+    self.length = length
+    self._queue = collections.deque()   # (stream, absolute start) of fresh windows
     self.config = config
     self.directory = directory and os.fspath(directory)
     self._rng = np.random.default_rng(seed)
@@ -142,8 +158,14 @@ class Replay:
     for key, value in step.items():
       current.data[key][current.length] = value
     current.length += 1
+    index = target.added
+    target.added += 1
     self._steps += 1
     self._added += 1
+    # The reference queues the window that ends with this step when its index is a
+    # multiple of the length: windows start at 1, L + 1, 2L + 1, ... of each stream.
+    if self.config.online and index >= self.length and index % self.length == 0:
+      self._queue.append((stream, index - self.length + 1))
     if current.length == self.config.chunk:
       self._complete(target)
     self._evict()
@@ -187,6 +209,7 @@ class Replay:
         continue  # already gone
       target.chunks.pop(0)
       target.invalidate()
+      target.evicted += chunk.length
       self._steps -= chunk.length
     if self._order_start > 1024 and self._order_start * 2 > len(self._order):
       self._order = self._order[self._order_start:]
@@ -283,6 +306,7 @@ class Replay:
       chunk = _Chunk(data, length, counter, stream)
       target.chunks.append(chunk)
       target.invalidate()
+      target.added += length
       self._order.append(chunk)
       self._steps += length
       loaded += length
@@ -296,15 +320,54 @@ class Replay:
   def __len__(self):
     return self._steps
 
+  def starts(self, length):
+    """Number of windows of `length` steps that `sample` can draw from."""
+    return sum(max(0, target.steps() - length + 1) for target in self._streams.values())
+
   def sample(self, batch, length):
     """Uniformly sampled windows: dict of `[batch, length, ...]` arrays.
 
     Every valid start (a position followed by `length - 1` steps of the same
     stream) has equal probability.
     """
+    return self._sample(batch, length, queue=False)[0]
+
+  def sample_train(self, batch, length):
+    """Training windows: fresh ones from the online queue first (when `online`), then
+    uniform ones. Returns (data [batch, length, ...], where) for `update(where, ...)`."""
+    return self._sample(batch, length, queue=self.config.online)
+
+  def update(self, where, offset, values):
+    """Writes `values` {key: [B, L, ...]} into the steps `offset .. offset + L - 1` of the
+    windows `where` (from `sample_train`). Steps evicted since are skipped."""
+    streams, starts = where
+    for b, (stream, start) in enumerate(zip(streams, starts)):
+      target = self._streams.get(int(stream))
+      if target is None:
+        continue
+      chunks, ends = target.views()
+      length = len(next(iter(values.values()))[b])
+      position = int(start) + offset - target.evicted
+      done = 0
+      if position < 0:
+        done = -position
+        position = 0
+      i = int(np.searchsorted(ends, position, side='right'))
+      while done < length and i < len(chunks):
+        chunk = chunks[i]
+        begin = position - (int(ends[i]) - chunk.length)
+        take = min(length - done, chunk.length - begin)
+        for key, value in values.items():
+          chunk.data[key][begin:begin + take] = value[b, done:done + take]
+        done += take
+        position += take
+        i += 1
+
+  def _sample(self, batch, length, queue):
     if batch < 1 or length < 1:
       raise ValueError(f'sample(batch={batch}, length={length}): both must be positive.')
-    streams = list(self._streams.values())
+    ids = list(self._streams)
+    streams = [self._streams[i] for i in ids]
     valid = np.array([max(0, s.steps() - length + 1) for s in streams], np.int64)
     total = int(valid.sum())
     if total == 0:
@@ -312,19 +375,25 @@ class Replay:
       raise ValueError(
           f'Replay cannot sample length={length}: its longest stream holds {longest} steps. '
           f'Collect more steps first (run.prefill) or lower run.batch_length.')
-    index = self._rng.integers(0, total, size=batch)
+    chosen = []   # (stream id, relative start)
+    while queue and self._queue and len(chosen) < batch:
+      stream, start = self._queue.popleft()
+      target = self._streams.get(stream)
+      position = start - target.evicted if target else -1
+      if 0 <= position and position + length <= target.steps():
+        chosen.append((stream, position))
+    index = self._rng.integers(0, total, size=batch - len(chosen))
     bounds = np.cumsum(valid)
     which = np.searchsorted(bounds, index, side='right')
     starts = index - (bounds[which] - valid[which])
+    chosen += [(ids[w], int(p)) for w, p in zip(which, starts)]
     out = {key: np.empty((batch, length) + shape, dtype)
            for key, (shape, dtype) in self._spec.items()}
     cache = {}
-    for b in range(batch):
-      stream_index = int(which[b])
-      if stream_index not in cache:
-        cache[stream_index] = streams[stream_index].views()
-      chunks, ends = cache[stream_index]
-      position = int(starts[b])
+    for b, (stream, position) in enumerate(chosen):
+      if stream not in cache:
+        cache[stream] = self._streams[stream].views()
+      chunks, ends = cache[stream]
       i = int(np.searchsorted(ends, position, side='right'))
       filled = 0
       while filled < length:
@@ -336,7 +405,12 @@ class Replay:
         filled += take
         position += take
         i += 1
-    return out
+    if 'is_first' in out and 'is_last' in out:
+      # An episode followed by a new one inside the window ends there (cut episodes).
+      out['is_last'][:, :-1] |= out['is_first'][:, 1:].astype(out['is_last'].dtype)
+    where = (np.array([c[0] for c in chosen], np.int64),
+             np.array([c[1] + self._streams[c[0]].evicted for c in chosen], np.int64))
+    return out, where
 
   # --- bookkeeping ------------------------------------------------------------
 

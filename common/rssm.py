@@ -11,8 +11,9 @@ One module covers
   * DreamerV2 (Sec. 2): 32 categoricals of 32 classes with straight-through
     one-hot samples, layer-normed GRU (update bias -1).
   * DreamerV3 (App. B): categoricals mixed with 1% uniform (unimix), block GRU
-    with separate input layers for h, z and a, RMSNorm, SiLU, and a learned
-    initial state h_0 = tanh(w), z_0 = mode of p(z | h_0).
+    with separate input layers for h, z and a, RMSNorm, SiLU. Its reference code
+    starts from zeros (`rssm.py` initial); the paper's learned initial state
+    h_0 = tanh(w), z_0 = mode of p(z | h_0) is `initial='learned'`.
 
 The module is used only through `apply(params, ..., method=...)`; the pure
 functions `init_params`, `observe` and `imagine` scan over time with
@@ -52,7 +53,7 @@ class RSSMConfig:
   norm: str = 'rms'          # norm of the Linear layers: 'rms' | 'layer' | 'none'
   min_std: float = 0.1       # Gaussian std floor (PlaNet/V1)
   std_act: str = 'softplus'  # Gaussian std: 'softplus' (V1) | 'sigmoid2' (2 sigmoid(x / 2), V2)
-  initial: str = 'learned'   # initial state: 'zeros' (PlaNet/V1/V2) | 'learned' (V3)
+  initial: str = 'zeros'     # initial state: 'zeros' (every reference code) | 'learned' (V3 paper)
   winit: str = 'trunc_normal'  # weight initialiser (see nets.initializer)
   outscale: float = 1.0      # init scale of the stats layers
   dtype: str = 'float32'     # compute dtype ('bfloat16' on GPU); params and state stay float32
@@ -148,8 +149,8 @@ class RSSM(nn.Module):
   def initial(self, batch_size: int) -> RSSMState:
     """The initial state for `batch_size` sequences, float32 [B, ...].
 
-    'zeros': h_0 = 0, z_0 = 0 (PlaNet/V1/V2). 'learned': h_0 = tanh(w) with a
-    learned w, z_0 = mode of p(z | h_0) (DreamerV3, App. B).
+    'zeros': h_0 = 0, z_0 = 0 (the PlaNet and V1-V3 reference code). 'learned':
+    h_0 = tanh(w) with a learned w, z_0 = mode of p(z | h_0) (DreamerV3 paper, App. B).
     """
     c = self.config
     if c.initial == 'learned':

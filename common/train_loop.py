@@ -5,10 +5,16 @@ functions (`common/agent.py`):
 
   * random-action prefill for `run.prefill` agent steps, then the agent's
     `policy(state, carry, obs, key, mode='train')`;
+  * training starts once replay holds `run.train_starts` window starts (at least one;
+    the V3 code waits for batch_size * batch_length) and prefill is over;
   * `run.train_ratio` replayed steps per agent step (DreamerV3's definition):
-    after `s` agent steps past prefill, exactly `run.pretrain + floor(s * ratio / (B * T))`
-    updates have run (`TrainRatio`); `run.pretrain` updates run at once when training
-    starts, as the V1/V2/PlaNet references train before their first collected step;
+    after `s` agent steps past the start of training, exactly
+    `run.pretrain + floor(s * ratio / (B * T))` updates have run (`TrainRatio`);
+    `run.pretrain` updates run at once when training starts, as the V1/V2/PlaNet
+    references train before their first collected step;
+  * an agent with a replay context (V3) stores its policy's latents with each step,
+    trains on windows of K + T steps and writes the trained latents back (one update
+    late, so the host never waits on the device for them);
   * evaluation episodes with mode 'eval' on separate envs every `run.eval_every`
     agent steps; metric lines every `run.log_every` s; `report` (videos) every
     `run.report_every` s; a checkpoint every `run.save_every` s and on
@@ -95,8 +101,9 @@ class _Policy:
 
   def __call__(self, obs):
     loop = self._loop
-    action, self._carry, loop.policy_key = loop.policy(
+    action, self._carry, loop.policy_key, entries = loop.policy(
         loop.state, self._carry, _strip_log(obs), loop.policy_key, self._mode)
+    loop.last_entries = jax.device_get(entries) if entries else None
     return np.asarray(action)
 
 
@@ -129,7 +136,8 @@ class _Loop:
     def policy_step(state, carry, obs, key, mode):
       key, sample_key = jax.random.split(key)
       action, carry = agent.policy(state, carry, obs, sample_key, mode)
-      return action, carry, key
+      entries = agent.policy_entries(carry) if agent.policy_entries else {}
+      return action, carry, key, entries
 
     def train_step(state, batch, guard, step):
       state, metrics = agent.train(state, batch)
@@ -147,6 +155,14 @@ class _Loop:
     self.ratio = None
     self.stop_signal = None
     self.pending_metrics = []
+    self.window = run_config.batch_length + agent.replay_context   # steps sampled per window
+    self.pending_entries = None   # (where, device entries) of the last update, written next
+    self.last_entries = None      # replay entries [N, ...] of the policy's last step
+    self.empty_entries = {}       # what a step acted on without the agent's policy stores
+    if agent.policy_entries:
+      self.empty_entries = jax.tree.map(
+          lambda x: np.zeros(x.shape[1:], x.dtype),
+          jax.device_get(agent.policy_entries(agent.init_policy_carry(1))))
     # Non-finite guard, kept on device: (current run, longest run, last finite step).
     self.guard = (jnp.int32(0), jnp.int32(0), jnp.int32(-1))
 
@@ -155,7 +171,9 @@ class _Loop:
   def save(self, replay):
     if replay is not None and replay.directory:
       replay.save()
+    self.write_entries(replay)
     meta = {'agent_steps': self.step, 'updates': self.ratio.updates if self.ratio else 0,
+            'train_start': self.ratio.start if self.ratio else 0,
             'replay': replay.stats() if replay is not None else {}}
     self.checkpointer.save(self.step, {'agent': self.state, 'policy_key': self.policy_key}, meta)
     _log.info('Saved checkpoint %s/%d.', self.checkpointer.directory, self.step)
@@ -169,9 +187,20 @@ class _Loop:
   # --- pieces -----------------------------------------------------------------
 
   def train_step(self, replay):
-    batch = replay.sample(self.run_config.batch_size, self.run_config.batch_length)
+    batch, where = replay.sample_train(self.run_config.batch_size, self.window)
     self.state, metrics, self.guard = self.train(self.state, batch, self.guard, self.step)
+    entries = metrics.pop('replay', None)
+    self.write_entries(replay)
+    if entries is not None:
+      self.pending_entries = (where, entries)
     self.pending_metrics.append({k: v for k, v in metrics.items() if jnp.ndim(v) == 0})
+
+  def write_entries(self, replay):
+    """Writes the previous update's latents back into replay (V3 replay context)."""
+    if self.pending_entries is not None and replay is not None:
+      where, entries = self.pending_entries
+      replay.update(where, self.agent.replay_context, jax.device_get(entries))
+    self.pending_entries = None
 
   def check_guard(self):
     current, longest, last_finite = (int(x) for x in jax.device_get(self.guard))
@@ -203,7 +232,7 @@ class _Loop:
     if replay is None or len(replay) == 0:
       return
     try:
-      batch = replay.sample(self.run_config.batch_size, self.run_config.batch_length)
+      batch = replay.sample(self.run_config.batch_size, self.window)
     except ValueError:
       return
     metrics = jax.device_get(self.report(self.state, batch))
@@ -318,14 +347,15 @@ def _train(loop):
   run_config = loop.run_config
   offline = bool(run_config.offline_replay)
   if offline:
-    replay = replay_lib.Replay(config_lib_replay(loop.config), None, run_config.seed)
+    replay = replay_lib.Replay(config_lib_replay(loop.config), None, run_config.seed,
+                               loop.window)
     replay.load(run_config.offline_replay)
     if run_config.train_ratio <= 0:
       raise ValueError('run.train_ratio must be positive with run.offline_replay (it sets how '
                        'many updates run.steps means).')
   else:
     replay = replay_lib.Replay(config_lib_replay(loop.config),
-                               os.path.join(loop.logdir, 'replay'), run_config.seed)
+                               os.path.join(loop.logdir, 'replay'), run_config.seed, loop.window)
   start = 0 if offline else run_config.prefill
   # Offline, run.steps counts updates through the ratio alone; pretrain applies online.
   loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start,
@@ -335,6 +365,7 @@ def _train(loop):
     meta = loop.restore(loop.checkpointer)
     loop.step = int(meta['agent_steps'])
     loop.ratio.updates = int(meta['updates'])
+    loop.ratio.start = int(meta.get('train_start', loop.ratio.start))
     print(f'Resumed from checkpoint {loop.checkpointer.directory}/{loop.step}: agent step '
           f'{loop.step}, {loop.ratio.updates} updates.', file=loop.stream)
   elif run_config.from_checkpoint:
@@ -367,19 +398,24 @@ def _train(loop):
     train_policy = _Policy(loop, 'train', num_envs)
 
     def on_step(transition, worker):
-      replay.add(_strip_log(transition), worker)
+      step = _strip_log(transition)
+      if loop.empty_entries:  # the policy's latent (V3 replay context); zeros for random actions
+        acted = loop.last_entries if loop.step >= run_config.prefill else None
+        step.update({key: acted[key][worker] if acted else empty
+                     for key, empty in loop.empty_entries.items()})
+      replay.add(step, worker)
       loop.step += 1
     driver.on_step(on_step)
     driver.on_episode(lambda episode, worker: loop.logger.episode(
         loop.step, episode['score'], episode['length'],
         **{k: v for k, v in episode.items() if k not in ('score', 'length')}))
 
-  def can_sample():
-    try:
-      replay.sample(1, run_config.batch_length)
-      return True
-    except ValueError:
+  def can_train():
+    if replay.starts(loop.window) < max(1, run_config.train_starts):
       return False
+    if loop.ratio.updates == 0 and loop.step > loop.ratio.start:
+      loop.ratio.start = loop.step  # the ratio counts from here, without a burst for the wait
+    return True
   trainable = False
 
   while loop.step < run_config.steps:
@@ -390,7 +426,7 @@ def _train(loop):
                       / fractions.Fraction(run_config.train_ratio))
     else:
       driver.run(random_policy if loop.step < run_config.prefill else train_policy, steps=1)
-      trainable = trainable or can_sample()
+      trainable = trainable or (loop.step >= run_config.prefill and can_train())
       if trainable:
         due = loop.ratio.due(loop.step)
         for done in range(due):

@@ -239,7 +239,8 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
   """An action (one-hot float [N, A] or continuous [N, A]) for `feat` [N, F].
 
   mode: 'train' samples (plus V1's exploration: Gaussian noise or epsilon-greedy),
-  'eval' takes the mode, 'random' samples uniformly from the action space.
+  'eval' samples (`actor.eval_sample`, the V3 reference's policy in every mode) or takes
+  the mode (V1/V2 reference), 'random' samples uniformly from the action space.
   """
   n = feat.shape[0]
   if mode == 'random':
@@ -249,7 +250,7 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
     return jax.random.uniform(key, (n, ac.action_dim), jnp.float32, -1.0, 1.0)
   dist = actor_dist(ac, actor_params, feat)
   if mode == 'eval':
-    action = dist.mode()
+    action = dist.sample(key) if ac.config.actor.eval_sample else dist.mode()
   elif mode == 'train':
     sample_key, noise_key = jax.random.split(key)
     action = dist.sample(sample_key)

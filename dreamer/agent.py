@@ -88,6 +88,9 @@ def imagine(wm: wm_lib.WorldModel, ac: ac_lib.ActorCritic, wm_params: dict, acto
   and continue flags are differentiable functions of the actor's (reparameterised or
   straight-through) actions through the RSSM's transitions; with 'reinforce' (V2 discrete,
   V3) the trajectory is a constant and the actor learns from log-probabilities only.
+  The actor reads stop-gradient features (V1 reference `dreamer.py` _imagine_ahead, V2
+  `agent.py` imagine): an action's gradient reaches the later states it leads to, not the
+  later actions through the policy's own input.
   The caller stops the gradient into `wm_params` (agent.train does).
   """
   dynamics = ac_lib.actor_grad(ac) != 'reinforce'
@@ -95,8 +98,7 @@ def imagine(wm: wm_lib.WorldModel, ac: ac_lib.ActorCritic, wm_params: dict, acto
 
   def policy_fn(latent, policy_key):
     feat = wm.rssm.apply(wm_params['rssm'], latent, method=rssm_lib.RSSM.feat)
-    dist = ac_lib.actor_dist(ac, actor_params, feat if dynamics else sg(feat))
-    return dist.sample(policy_key)
+    return ac_lib.actor_dist(ac, actor_params, sg(feat)).sample(policy_key)
 
   states, actions = rssm_lib.imagine(wm.rssm, wm_params['rssm'], start, policy_fn, horizon, key)
   feat = wm.rssm.apply(wm_params['rssm'], states, method=rssm_lib.RSSM.feat)
@@ -172,7 +174,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
 
   def loss_fn(params, slow_critic, retnorm, batch, key):
     wm_key, img_key = jax.random.split(key)
-    model_loss, (post, feat, metrics) = wm_lib.loss(wm, params['world_model'], batch, wm_key)
+    model_loss, (post, feat, batch, metrics) = wm_lib.loss(
+        wm, params['world_model'], batch, wm_key)
     traj, starts = _imagine(params, post, img_key)
     policy_loss, value_loss, retnorm, returns, ac_metrics = ac_lib.imagination_loss(
         ac, params, slow_critic, retnorm, traj)
@@ -189,14 +192,18 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       metrics.update(repval_metrics)
       metrics['repval_loss'] = sg(repval)
     metrics.update(policy_loss=sg(policy_loss), value_loss=sg(value_loss), loss=sg(total))
-    return total, (retnorm, metrics)
+    return total, (retnorm, sg(post), metrics)
 
   def train(state: TrainState, batch: dict):
-    """One update on a replayed batch [B, T, ...] -> (state, scalar metrics)."""
+    """One update on a replayed batch [B, K + T, ...] -> (state, metrics).
+
+    Metrics are scalars, plus with a replay context `metrics['replay']`: the posterior
+    latents of the T trained steps as replay entries [B, T, ...] (`agent_lib.Agent`).
+    """
     _check_batch(batch)
     key, step_key = jax.random.split(state.key)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (total, (retnorm, metrics)), grads = grad_fn(
+    (total, (retnorm, post, metrics)), grads = grad_fn(
         state.params, state.slow_critic, state.retnorm, batch, step_key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -211,6 +218,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     for name, tree in grads.items():
       metrics[f'grad_norm_{name}'] = optax.global_norm(tree)
     metrics['nonfinite'] = (~finite).astype(jnp.float32)
+    if cfg.replay_context:
+      metrics['replay'] = wm_lib.context_entries(wm, post)
     return state, metrics
 
   def report(state: TrainState, batch: dict) -> dict:
@@ -223,11 +232,12 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     params = state.params['world_model']
     num = min(cfg.report_sequences, batch['is_first'].shape[0])
     batch = jax.tree.map(lambda x: x[:num], batch)
-    length = batch['is_first'].shape[1]
+    length = batch['is_first'].shape[1] - cfg.replay_context
     context = min(cfg.report_context, length - 1)
     obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
-    post, _, feat, _ = wm_lib.observe(
-        wm, params, jax.tree.map(lambda x: x[:, :context], batch), obs_key)
+    post, _, feat, _, _ = wm_lib.observe(
+        wm, params, jax.tree.map(lambda x: x[:, :cfg.replay_context + context], batch), obs_key)
+    batch = jax.tree.map(lambda x: x[:, cfg.replay_context:], batch)
     action = wm_lib.action_to_float(wm, batch['action'])
     start = jax.tree.map(lambda x: x[:, -1], post)
     # The state at step t follows action[t - 1]; steps context..T-1 are imagined.
@@ -251,8 +261,12 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       metrics['video/openloop'] = jnp.clip(video * 255.0, 0, 255).astype(jnp.uint8)
     return metrics
 
+  def policy_entries(carry: dict) -> dict:
+    return wm_lib.context_entries(wm, carry['latent'])
+
   return agent_lib.Agent(init=init, init_policy_carry=init_policy_carry, policy=policy,
-                         train=train, report=report)
+                         train=train, report=report, replay_context=int(cfg.replay_context),
+                         policy_entries=policy_entries if cfg.replay_context else None)
 
 
 def _check_batch(batch: dict):

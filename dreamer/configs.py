@@ -112,6 +112,7 @@ class ActorConfig:
   grad_mix: float = 0.1           # 'both': weight of the dynamics objective (V2 actor_grad_mix)
   explore_noise: float = 0.0      # V1 (0.3): std of Gaussian noise on continuous train actions,
                                   # epsilon of epsilon-greedy on discrete ones
+  eval_sample: bool = True        # 'eval' actions: samples (V3 code) or the mode (V1/V2 code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +147,7 @@ class DreamerConfig:
   decoder: DecoderConfig = DecoderConfig()
   rssm: rssm_lib.RSSMConfig = rssm_lib.RSSMConfig(
       deter=8192, hidden=1024, stoch=32, classes=64, unimix=0.01, core='block_gru', blocks=8,
-      act='silu', norm='rms', initial='learned')
+      act='silu', norm='rms', initial='zeros')
   reward_head: HeadConfig = HeadConfig()
   continue_head: HeadConfig = HeadConfig(dist='binary', outscale=1.0)
   actor: ActorConfig = ActorConfig()
@@ -169,6 +170,9 @@ class DreamerConfig:
   continue_discount: bool = True  # V3: continue targets are scaled by the discount (no extra discount)
   predict_continue: bool = True   # continue (discount) head; False (V1, V2 on DMC): cont = 1, no loss
   imag_starts: int = 0            # imagine from the last K steps of each sequence; 0 = all
+  # Replay context (V3 code `replay_context`): windows hold K more steps and start from the
+  # posterior latent stored in replay for step K - 1; training writes its latents back.
+  replay_context: int = 1
   reward_transform: str = 'none'  # 'none' or 'tanh' (V2 Atari reward clipping)
   # Optimisation: one optimizer over all modules (V3 code) or one per module.
   single_optimizer: bool = True
@@ -202,10 +206,17 @@ _DMC_SUITES = ('dmc_vision', 'dmc_proprio')  # where V1 and V2 follow their DMC 
 
 
 def dreamerv3(config: Config) -> Config:
-  """DreamerV3: the dataclass defaults above are V3's."""
+  """DreamerV3: the dataclass defaults above are V3's.
+
+  Schedule as the reference code (danijar/dreamerv3 f8817c4, `embodied/run/train.py`):
+  no random prefill (the agent acts from the first step), training starts once replay
+  holds batch_size * batch_length window starts, with one update then the train ratio
+  (run.pretrain 1); windows of 1 + 64 steps (replay context 1), the online queue.
+  """
   return _replace(config, algo='dreamerv3', **{
       'run.train_ratio': 32.0, 'run.batch_size': 16, 'run.batch_length': 64,
-      'run.envs': 16, 'replay.capacity': 5_000_000})
+      'run.envs': 16, 'run.prefill': 0, 'run.pretrain': 1, 'run.train_starts': 16 * 64,
+      'replay.capacity': 5_000_000, 'replay.online': True})
 
 
 def _adam(lr, eps, weight_decay=0.0):
@@ -251,7 +262,7 @@ def dreamerv1(config: Config) -> Config:
       'agent.actor': ActorConfig(layers=4, unimix=0.0, continuous_dist='tanh_normal',
                                  min_std=1e-4, init_std=5.0, entropy=0.0,
                                  grad_discrete='dynamics', grad_continuous='dynamics',
-                                 explore_noise=0.3, **mlp),
+                                 explore_noise=0.3, eval_sample=False, **mlp),
       'agent.critic': CriticConfig(layers=3, dist='normal', slow_target=False,
                                    slow_regularizer=0.0, replay_loss=False, replay_grad=False,
                                    slow_rate=1.0, slow_every=1, **mlp),
@@ -260,7 +271,7 @@ def dreamerv1(config: Config) -> Config:
       'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
       'agent.continue_discount': False, 'agent.predict_continue': False,
       'agent.continue_scale': 0.0, 'agent.repval_scale': 0.0,
-      'agent.reward_transform': 'none', 'agent.imag_starts': 0,
+      'agent.reward_transform': 'none', 'agent.imag_starts': 0, 'agent.replay_context': 0,
       'agent.single_optimizer': False,
       'agent.opt': _adam(6e-4, 1e-7), 'agent.actor_opt': _adam(8e-5, 1e-7),
       'agent.critic_opt': _adam(8e-5, 1e-7),
@@ -301,7 +312,7 @@ def dreamerv2(config: Config) -> Config:
       'agent.actor': ActorConfig(unimix=0.0, continuous_dist='trunc_normal', min_std=0.1,
                                  init_std=0.0, entropy=2e-3, grad_discrete='reinforce',
                                  grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
-                                 **mlp),
+                                 eval_sample=False, **mlp),
       'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
                                    slow_regularizer=0.0, replay_loss=False, replay_grad=False,
                                    **mlp),
@@ -311,7 +322,7 @@ def dreamerv2(config: Config) -> Config:
       'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
       'agent.continue_discount': False, 'agent.predict_continue': True,
       'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
-      'agent.reward_transform': 'tanh', 'agent.imag_starts': 0,
+      'agent.reward_transform': 'tanh', 'agent.imag_starts': 0, 'agent.replay_context': 0,
       'agent.single_optimizer': False,
       'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
       'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),
@@ -327,7 +338,9 @@ ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dream
 
 
 def atari(config: Config) -> Config:
-  """Atari 200M (V3 code): 96x96 grayscale, action repeat 4, sticky actions, all 18 actions."""
+  """Atari 200M: 96x96 grayscale, action repeat 4, sticky actions, all 18 actions, no no-ops,
+  train ratio 32 (danijar/dreamerv3 2411f7d configs.yaml `atari`, the configuration of the
+  published atari57 curves; the newer f8817c4 draws up to 30 no-ops)."""
   return _replace(config, suite='atari', **{
       'env.size': (96, 96), 'env.gray': True, 'env.action_repeat': 4, 'env.sticky': True,
       'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0,
@@ -335,29 +348,37 @@ def atari(config: Config) -> Config:
 
 
 def atari100k(config: Config) -> Config:
-  """Atari 100k: 400k frames (110k agent steps incl. prefill), one env, train ratio 256."""
+  """Atari 100k: 400k frames (110k agent steps), one env, train ratio 256; 64x64 RGB, no
+  sticky actions, all 18 actions, no no-ops (danijar/dreamerv3 2411f7d `atari100k`, the
+  configuration of the published curves; f8817c4 uses the minimal set and 30 no-ops)."""
   return _replace(config, suite='atari100k', **{
       'env.size': (64, 64), 'env.gray': False, 'env.action_repeat': 4, 'env.sticky': False,
-      'env.actions': 'needed', 'env.lives': 'unused', 'env.noops': 30,
+      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0,
       'run.train_ratio': 256.0, 'run.envs': 1, 'run.steps': 110_000})
 
 
 def dmc_proprio(config: Config) -> Config:
-  """DMC from proprioceptive vectors: action repeat 2, train ratio 1024 (the size is set here).
+  """DMC from proprioceptive vectors: action repeat 2, train ratio 512, size12m (set by the
+  default size), as danijar/dreamerv3 2411f7d configs.yaml `dmc_proprio` (the commit that
+  published the score files; f8817c4 has repeat 1, ratio 1024, size1m). The published
+  dmc_proprio curves themselves are older still (the 2023 agent of 423291a).
 
-  Budget 500k env frames = 250k agent steps: the DreamerV3 paper's DMC Proprio budget, and the
-  x-axis (frames) of its published curves, as experiments/suites.py counts it.
+  Budget 500k env frames = 250k agent steps: the x-axis (frames) of the published curves, as
+  experiments/suites.py counts it (the reference config runs 300k agent steps).
   """
   return _replace(config, suite='dmc_proprio', **{
       'env.action_repeat': 2, 'env.pixels': False, 'env.proprio': True,
-      'run.train_ratio': 1024.0, 'run.steps': 250_000})
+      'run.train_ratio': 512.0, 'run.steps': 250_000})
 
 
 def dmc_vision(config: Config) -> Config:
-  """DMC from 64x64 pixels: action repeat 2, train ratio 256; 1M env frames = 500k agent steps."""
+  """DMC from 64x64 pixels: action repeat 2, train ratio 512, size12m (the default size), as
+  danijar/dreamerv3 2411f7d `dmc_vision`, whose published curves count frames in steps of 2
+  (f8817c4: repeat 1, ratio 256, size200m). 1M env frames = 500k agent steps (the curves'
+  x-axis; the reference config runs 600k)."""
   return _replace(config, suite='dmc_vision', **{
       'env.action_repeat': 2, 'env.pixels': True, 'env.proprio': False, 'env.size': (64, 64),
-      'run.train_ratio': 256.0, 'run.steps': 500_000})
+      'run.train_ratio': 512.0, 'run.steps': 500_000})
 
 
 def crafter(config: Config) -> Config:
@@ -373,9 +394,10 @@ def craftax(config: Config) -> Config:
 
 
 def minecraft(config: Config) -> Config:
-  """Minecraft Diamond (V3 code: 64x64 images plus inventory vectors, many envs)."""
+  """Minecraft Diamond (V3 code: 64x64 images plus inventory vectors, 16 envs, the default
+  train ratio 32 in both 2411f7d and f8817c4)."""
   return _replace(config, suite='minecraft', **{
-      'env.size': (64, 64), 'run.train_ratio': 16.0, 'run.steps': 100_000_000})
+      'env.size': (64, 64), 'run.train_ratio': 32.0, 'run.steps': 100_000_000})
 
 
 def gym(config: Config) -> Config:
@@ -527,7 +549,8 @@ def debug(config: Config) -> Config:
       'agent.reward_head.layers': 1, 'agent.continue_head.layers': 1,
       'agent.report_sequences': 2,
       'run.batch_size': 4, 'run.batch_length': 16, 'run.envs': 1, 'run.eval_envs': 1,
-      'run.train_ratio': 32.0, 'run.prefill': 100, 'run.eval_episodes': 1,
+      'run.train_ratio': 32.0, 'run.prefill': 100, 'run.train_starts': 4 * 16,
+      'run.eval_episodes': 1,
       'run.log_every': 5.0, 'run.report_every': 30.0, 'run.save_every': 30.0,
       'replay.capacity': 100_000})
 
@@ -539,13 +562,14 @@ SIZES['debug'] = debug
 
 
 def _default_size(config: Config) -> Config:
-  """The size when --size is not given: size1m for dmc_proprio (V3 code), else size200m.
+  """The size when --size is not given: size12m on DMC (2411f7d `dmc_proprio`, `dmc_vision`),
+  else size200m.
 
   DreamerV1/V2 keep their papers' sizes (set by the algorithm and `_algo_suite`).
   """
   if config.algo in ('dreamerv1', 'dreamerv2'):
     return config
-  name = 'size1m' if config.suite == 'dmc_proprio' else 'size200m'
+  name = 'size12m' if config.suite in _DMC_SUITES else 'size200m'
   return SIZES[name](config)
 
 
@@ -570,6 +594,11 @@ def validate(config: Config) -> None:
   for key, options in choices.items():
     if config_lib.get(config, key) not in options:
       raise ValueError(f'{key}={config_lib.get(config, key)!r}: use one of {options}.')
+  if agent.replay_context < 0:
+    raise ValueError(f'agent.replay_context must be >= 0, got {agent.replay_context}.')
+  if agent.replay_context and not agent.rssm.classes:
+    raise ValueError('agent.replay_context needs a categorical latent (agent.rssm.classes > 0); '
+                     'set agent.replay_context=0 for a Gaussian one.')
   if agent.imag_starts > config.run.batch_length:
     raise ValueError(f'agent.imag_starts={agent.imag_starts} exceeds run.batch_length='
                      f'{config.run.batch_length}.')

@@ -14,7 +14,15 @@ Bernoulli head whose target is scaled by the discount 1 - 1/horizon (V3 code's
 `contdisc`), so imagination needs no separate discount.
 
 Batches are dicts of [B, T, ...]; `action[t]` follows step t, so the model is fed
-prev_action[t] = action[t-1] (zeros at t = 0 and where is_first).
+prev_action[t] = action[t-1] (zeros where is_first).
+
+Replay context (V3 code, `agent.replay_context` K = 1): a replayed window holds K + T
+steps; the model starts at step K from the posterior latent stored in replay for step
+K - 1 (written by the policy when the step was collected, then by every training pass
+over it) with the real previous action action[K - 1], instead of restarting every
+window mid-episode from the initial state. Latents are stored compactly: deter as
+bfloat16 bits (uint16), one-hot stoch as class indices (uint8). Without context the
+first step of a window starts from the initial state with a zero action.
 """
 import dataclasses
 from typing import NamedTuple
@@ -132,30 +140,84 @@ def transform_reward(config, reward: chex.Array) -> chex.Array:
   raise ValueError(f"agent.reward_transform: use 'none' or 'tanh', got {config.reward_transform!r}.")
 
 
-def observe(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
-  """Posterior and prior over a batch (the first step of every sequence starts fresh).
+CONTEXT_KEYS = ('context/deter', 'context/stoch')
 
-  Returns (post, prior, feat [B, T, F], embed [B, T, E]).
+
+def context_entries(wm: WorldModel, latent: rssm_lib.RSSMState) -> dict:
+  """The compact replay entries of posterior latents [...]: {'context/deter': uint16
+  bfloat16 bits [..., D], 'context/stoch': uint8 class indices [..., S]}."""
+  if not wm.rssm.config.classes:
+    raise ValueError('agent.replay_context: needs a categorical RSSM (rssm.classes > 0); '
+                     'set agent.replay_context=0 for a Gaussian latent.')
+  if wm.rssm.config.classes > 256:
+    raise ValueError(f'agent.replay_context: stores classes as uint8, so rssm.classes must be '
+                     f'<= 256, got {wm.rssm.config.classes}.')
+  deter = jax.lax.bitcast_convert_type(latent.deter.astype(jnp.bfloat16), jnp.uint16)
+  stoch = jnp.argmax(latent.stoch, -1).astype(jnp.uint8)
+  return {'context/deter': deter, 'context/stoch': stoch}
+
+
+def context_latent(wm: WorldModel, entries: dict) -> rssm_lib.RSSMState:
+  """Inverse of `context_entries`: RSSMState [...] (float32 deter, one-hot stoch)."""
+  c = wm.rssm.config
+  deter = jax.lax.bitcast_convert_type(jnp.asarray(entries['context/deter']), jnp.bfloat16)
+  stoch = jax.nn.one_hot(entries['context/stoch'], c.classes, dtype=jnp.float32)
+  return rssm_lib.RSSMState(deter.astype(jnp.float32), stoch,
+                            {'logits': jnp.zeros_like(stoch)})
+
+
+def split_context(wm: WorldModel, batch: dict) -> tuple:
+  """(start state [B] or None, batch of the trained steps [B, T], prev_action [B, T, A]).
+
+  With `replay_context` K, `batch` holds K + T steps: the window starts from the latent
+  stored for step K - 1 with prev_action[0] = action[K - 1]. Without it, every window
+  starts from the initial state (is_first forced at t = 0, zero previous action).
   """
-  embed = encode(wm, params, {k: batch[k] for k, _ in wm.image_shapes} |
-                 {k: batch[k] for k, _, _ in wm.vector_dims})
+  context = wm.config.replay_context
   action = action_to_float(wm, batch['action'])
-  # Replayed windows start mid-episode: the first step resets to the initial state.
-  is_first = jnp.asarray(batch['is_first']).astype(bool).at[:, 0].set(True)
-  prev_action = previous_actions(action, is_first)
-  post, prior = rssm_lib.observe(wm.rssm, params['rssm'], embed, prev_action, is_first, None, key)
+  if not context:
+    is_first = jnp.asarray(batch['is_first']).astype(bool).at[:, 0].set(True)
+    rest = dict(batch, is_first=is_first)
+    return None, rest, previous_actions(action, is_first)
+  missing = [k for k in CONTEXT_KEYS if k not in batch]
+  if missing:
+    raise ValueError(f'batch: missing {missing}; agent.replay_context={context} needs the '
+                     'latents the policy stores in replay (or set agent.replay_context=0).')
+  if batch['is_first'].shape[1] <= context:
+    raise ValueError(f'batch: {batch["is_first"].shape[1]} steps, need more than '
+                     f'agent.replay_context={context}.')
+  start = context_latent(wm, {k: batch[k][:, context - 1] for k in CONTEXT_KEYS})
+  rest = {k: v[:, context:] for k, v in batch.items()}
+  is_first = jnp.asarray(rest['is_first']).astype(bool)
+  prev_action = jnp.where(is_first[..., None], 0.0, action[:, context - 1:-1])
+  return start, rest, prev_action
+
+
+def observe(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
+  """Posterior and prior over a batch, from the replay context or the initial state.
+
+  Returns (post, prior, feat [B, T, F], embed [B, T, E], rest): `rest` is the batch of the
+  T trained steps (the input without its K context steps).
+  """
+  start, rest, prev_action = split_context(wm, batch)
+  embed = encode(wm, params, {k: rest[k] for k, _ in wm.image_shapes} |
+                 {k: rest[k] for k, _, _ in wm.vector_dims})
+  is_first = jnp.asarray(rest['is_first']).astype(bool)
+  post, prior = rssm_lib.observe(wm.rssm, params['rssm'], embed, prev_action, is_first, start,
+                                 key)
   feat = wm.rssm.apply(params['rssm'], post, method=rssm_lib.RSSM.feat)
-  return post, prior, feat, embed
+  return post, prior, feat, embed, rest
 
 
 def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
   """World-model loss (V3, Eq. 4-5) on a batch [B, T, ...].
 
-  Returns (loss [], (post RSSMState [B, T], feat [B, T, F], metrics)).
+  Returns (loss [], (post RSSMState [B, T], feat [B, T, F], rest, metrics)): `rest` is the
+  batch of the T trained steps (see `observe`).
   """
   cfg = wm.config
   chex.assert_rank(batch['is_first'], 2)
-  post, prior, feat, _ = observe(wm, params, batch, key)
+  post, prior, feat, _, batch = observe(wm, params, batch, key)
   losses = {}
   recon = wm.decoder.apply({'params': params['decoder']}, feat)
   for key_, _ in wm.image_shapes:
@@ -192,7 +254,7 @@ def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
   metrics['reward_mean'] = reward.mean()
   if cfg.predict_continue:
     metrics['continue_pred_mean'] = networks.head_mean(cfg.continue_head, cont_dist).mean()
-  return total, (post, feat, sg(metrics))
+  return total, (post, feat, batch, sg(metrics))
 
 
 def decode_images(wm: WorldModel, params: dict, feat: chex.Array) -> dict:

@@ -91,7 +91,7 @@ SUITES = {
             baselines='atari57_gamer', seeds=5,
             source='Kaiser et al. 2020 (SimPLe); DreamerV3 Sec. 4 / Table 2'),
         env_prefix='atari100k_',
-        description='Atari 100k: 26 games, 400k frames, no sticky actions, minimal action set.'),
+        description='Atari 100k: 26 games, 400k frames, no sticky actions, all 18 actions.'),
     'atari57': Suite(
         'atari57', _prefixed('atari_', ATARI57),
         Protocol(

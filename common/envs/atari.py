@@ -1,11 +1,14 @@
 """Atari 2600 through ale-py (ROMs ship with the package), DreamerV3's settings.
 
 `atari_<game>` (Hafner et al. 2023, DreamerV3, App. "Atari"): action repeat 4
-with max-pooling of the last two frames, sticky actions 0.25, up to 30 no-ops
-at reset, full action set (18), grayscale 96x96, 108k-frame (30 min) limit.
-`atari100k_<game>` (Kaiser et al. 2020 as DreamerV3 runs it): 64x64 RGB, no
-sticky actions, minimal action set. These values come from `suite_defaults`
-in `common/envs/__init__.py`; this adapter honours whatever EnvConfig says.
+with max-pooling of the last two frames, sticky actions 0.25, no no-ops at reset
+(the reference configuration behind the published curves, danijar/dreamerv3
+2411f7d; its newer code draws up to 30), full action set (18), grayscale 96x96,
+108k-frame (30 min) limit. `atari100k_<game>` (Kaiser et al. 2020 as DreamerV3's
+2411f7d config runs it): 64x64 RGB, no sticky actions, full action set. These
+values come from `suite_defaults` in `common/envs/__init__.py`; this adapter
+honours whatever EnvConfig says (`noops`: up to N no-ops at reset, `actions`
+'needed' for the minimal set, as DreamerV2 uses).
 
 Observations: `image` uint8 [H, W, 1 or 3]. Actions: int32 index [].
 The ALE time limit ends the episode as cut (is_last, not is_terminal).

@@ -50,7 +50,8 @@ def test_atari_pong_dreamerv3_settings_and_time_limit():
   check_boundaries(run(env, 6), limit=3)
   env100k = envs.make('atari100k_pong')
   assert env100k.obs_space['image'].shape == (64, 64, 3)
-  assert env100k.act_space.n == 6  # Pong's minimal action set.
+  assert env100k.act_space.n == 18  # all actions, as DreamerV3's 2411f7d config
+  assert envs.make('atari100k_pong', actions='needed').act_space.n == 6  # Pong's minimal set
 
 
 def test_atari_frames_match_a_plain_ale_loop():
@@ -276,7 +277,8 @@ def test_minecraft_adapter_on_a_minerl_stand_in():
 
 def test_suite_defaults_feed_env_config():
   config = envs.suite_config('atari100k_breakout', base=EnvConfig(parallel='none'))
-  assert config.size == (64, 64) and not config.sticky and config.actions == 'needed'
+  assert config.size == (64, 64) and not config.sticky and config.actions == 'all'
+  assert config.noops == 0 and envs.suite_config('atari_pong').noops == 0
   assert config.parallel == 'none' and config.name == 'atari100k_breakout'
   assert dataclasses.replace(config, size=(32, 32)).size == (32, 32)
 

@@ -180,6 +180,28 @@ def test_trunc_normal_fan_in_variance():
     nets.initializer('bogus')
 
 
+def test_outscale_multiplies_the_initial_weights():
+  """DreamerV3 scales an output layer's initialised kernel by `outscale` (the actor's 0.01):
+  std outscale / sqrt(fan_in), not sqrt(outscale / fan_in)."""
+  mlp = nets.MLP(layers=1, units=512, act='silu', norm='rms', out=300, outscale=0.01)
+  params = mlp.init(jax.random.PRNGKey(0), jnp.zeros((1, 7)))['params']
+  std = float(np.std(params['out']['kernel']))
+  assert abs(std - 0.01 / np.sqrt(512)) < 0.02 * 0.01 / np.sqrt(512), std
+
+
+def test_block_linear_fan_in_is_the_whole_input():
+  """The reference's BlockLinear kernel [G, I, O] has fan-in G * I (all inputs), so each
+  block's weights have std 1 / sqrt(G * I), sqrt(G) smaller than a dense layer on I."""
+  blocks, inputs, features = 8, 96, 512
+  layer = nets.BlockLinear(features, blocks)
+  params = layer.init(jax.random.PRNGKey(1), jnp.zeros((blocks, 1, inputs)))['params']
+  kernel = np.asarray(params['kernel'])
+  assert kernel.shape == (blocks, inputs, features // blocks)
+  want = 1 / np.sqrt(blocks * inputs)
+  assert abs(float(kernel.std()) - want) < 0.02 * want
+  assert float(np.abs(kernel).max()) <= 2 * want / 0.8796 + 1e-6   # truncated at 2 std
+
+
 def _np_norm(x, kind, params, eps):
   if kind == 'none':
     return x

@@ -165,3 +165,74 @@ def test_bad_input():
     replay.add({'a': np.zeros(3)}, 0)
   with pytest.raises(ValueError, match='capacity'):
     Replay(ReplayConfig(capacity=0))
+
+
+def test_cut_episode_ends_before_the_next_begins():
+  """V3 reference: a window sets is_last on every step followed by is_first, so an episode
+  that was cut (an env worker restarted without an is_last) still ends."""
+  replay = Replay(ReplayConfig(capacity=100, chunk=4))
+  flags = [1, 0, 0, 1, 0, 0, 0, 1, 0]   # is_first; no is_last was ever stored
+  for i, first in enumerate(flags):
+    replay.add({'id': np.int64(i), 'is_first': np.bool_(first), 'is_last': np.bool_(False)}, 0)
+  sample = replay.sample(64, len(flags))
+  expected = np.zeros(len(flags), bool)
+  expected[[2, 6]] = True   # the steps before the second and third is_first
+  for b in range(64):
+    np.testing.assert_array_equal(sample['is_last'][b], expected)
+  # The step before a window's end is not known: the last step keeps its stored flag.
+  assert not replay.sample(64, 3)['is_last'][:, -1].any()
+
+
+def test_online_queue_serves_each_fresh_window_once_first():
+  """V3 reference `replay.online`: each stream's non-overlapping windows of `length` steps
+  (starting at 1, L + 1, 2L + 1, ...) are trained on once, in order, before uniform ones."""
+  length = 5
+  replay = Replay(ReplayConfig(capacity=1000, chunk=8, online=True), None, seed=0, length=length)
+  _fill(replay, streams=2, steps=23, image=False)
+  # Stream s has windows at 1, 6, 11, 16 (16 + 5 - 1 = 20 < 23), queued as they completed.
+  data, (streams, starts) = replay.sample_train(6, length)
+  got = [divmod(int(i), 1_000_000) for i in data['id'][:, 0]]
+  assert got[:6] == [(0, 1), (1, 1), (0, 6), (1, 6), (0, 11), (1, 11)]
+  np.testing.assert_array_equal(streams, [s for s, _ in got])
+  np.testing.assert_array_equal(starts, [i for _, i in got])
+  data, _ = replay.sample_train(3, length)
+  got = [divmod(int(i), 1_000_000) for i in data['id'][:, 0]]
+  assert got[:2] == [(0, 16), (1, 16)]   # the queue runs dry, then uniform windows
+  assert not replay._queue
+  # Plain `sample` (reports) never takes from the queue.
+  for i in (23, 24, 25):   # index 25 completes the window at 21
+    replay.add(_episodes(1, 0, np.random.default_rng(0), image=False)[0] | {'id': np.int64(i)}, 0)
+  assert len(replay._queue) == 1
+  replay.sample(4, length)
+  assert len(replay._queue) == 1
+
+
+def test_update_writes_into_the_sampled_windows_and_skips_evicted_steps():
+  replay = Replay(ReplayConfig(capacity=24, chunk=4), None, seed=2)
+  for i in range(20):
+    replay.add({'id': np.int64(i), 'latent': np.zeros(2, np.float32)}, 0)
+  data, where = replay.sample_train(8, 6)
+  values = {'latent': np.stack([np.stack([np.full(2, 100 * b + t, np.float32)
+                                          for t in range(5)]) for b in range(8)])}
+  replay.update(where, 1, values)   # the 5 steps after each window's first
+  stored = replay.sample(1, 20)
+  assert stored['id'][0, 0] == 0
+  expected = {}
+  for b in range(8):
+    for t in range(5):
+      expected[int(data['id'][b, 1 + t])] = 100 * b + t   # a later window wins on overlap
+  for i, value in expected.items():
+    np.testing.assert_array_equal(stored['latent'][0, i], value)
+  # Positions are absolute: after eviction a window reaching back before the oldest held
+  # step writes only its held part.
+  for i in range(20, 32):
+    replay.add({'id': np.int64(i), 'latent': np.zeros(2, np.float32)}, 0)
+  held = replay.sample(1, len(replay))
+  first = int(held['id'][0, 0])
+  assert first > 0
+  before = held['latent'][0].copy()
+  replay.update((np.array([0]), np.array([first - 2])), 0,
+                {'latent': np.full((1, 6, 2), 7.0, np.float32)})
+  held = replay.sample(1, len(replay))
+  np.testing.assert_array_equal(held['latent'][0, :4], 7.0)   # steps first .. first + 3
+  np.testing.assert_array_equal(held['latent'][0, 4:], before[4:])

@@ -30,6 +30,7 @@ AGENT_SOURCE = textwrap.dedent('''
     class TinyConfig:
       lr: float = 0.01
       nan_after: int = -1   # updates from this one on report nonfinite (skipped)
+      context: int = 0      # replay context: the policy stores carry + 1, training -(that) - 1
 
     @dataclasses.dataclass(frozen=True)
     class Config:
@@ -65,13 +66,20 @@ AGENT_SOURCE = textwrap.dedent('''
         bad = (config.agent.nan_after >= 0) & (state['calls'] >= config.agent.nan_after)
         w = jnp.where(bad, state['w'], state['w'] - config.agent.lr * grad)
         new = {'w': w, 'calls': state['calls'] + 1, 'key': state['key']}
-        return new, {'loss': loss, 'nonfinite': bad.astype(jnp.float32)}
+        metrics = {'loss': loss, 'nonfinite': bad.astype(jnp.float32)}
+        if context:
+          stored = batch['context/n'][:, context:]
+          metrics['replay'] = {'context/n': -jnp.abs(stored) - 1}
+        return new, metrics
 
       def report(state, batch):
         video = jnp.zeros((4, 8, 8, 3), jnp.uint8)
         return {'video/openloop': video, 'w_norm': jnp.linalg.norm(state['w'])}
 
-      return Agent(init, init_policy_carry, policy, train, report)
+      context = config.agent.context
+      entries = lambda carry: {'context/n': carry.astype(jnp.float32) + 1}
+      return Agent(init, init_policy_carry, policy, train, report, replay_context=context,
+                   policy_entries=entries if context else None)
 ''')
 
 _namespace = {}
@@ -206,6 +214,29 @@ def test_run_eval_only_offline_and_sigterm(tmp_path):
   assert summary['interrupted'] and summary['updates'] == 0
   state, meta = _restore(burst.run.logdir)
   assert meta['updates'] == int(state['agent']['calls']) == 0
+
+
+def test_replay_context_stores_policy_latents_and_writes_back(tmp_path):
+  """An agent with a replay context: random prefill steps store zeros, the policy's steps its
+  entries, trained windows get the train step's entries back; windows are 1 + T steps; the
+  ratio counts from when replay first holds run.train_starts windows (no burst for the wait)."""
+  config = _config(tmp_path, agent={'context': 1}, prefill=10, train_starts=40, pretrain=1)
+  summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+  # Window 9 = 1 + 8 steps; 2 streams of n steps hold 2 (n - 8) starts >= 40 from step 56 on.
+  assert summary['updates'] == 1 + int((200 - 56) * 8.0 / 16) == 73
+  _, meta = _restore(config.run.logdir)
+  assert meta['train_start'] == 56 and meta['updates'] == 73
+  directory = os.path.join(config.run.logdir, 'replay')
+  streams = {}
+  for name in sorted(os.listdir(directory)):
+    with np.load(os.path.join(directory, name)) as chunk:
+      streams.setdefault(int(name.split('-s')[1][:4]), []).append(chunk['context/n'])
+  for stream, chunks in streams.items():
+    values = np.concatenate(chunks)
+    assert len(values) == 100
+    np.testing.assert_array_equal(values[:5], 0.0)   # prefill: 10 steps over 2 streams
+    assert (values[5:] != 0).all()                     # the policy stored an entry
+    assert (values[5:] >= 1).any() and (values[5:] <= -1).any()   # some written back
 
 
 def test_nonfinite_guard_stops(tmp_path):

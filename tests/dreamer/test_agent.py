@@ -11,7 +11,8 @@ from common.envs.spaces import Space
 from dreamer import agent as agent_lib
 from dreamer import configs
 
-B, T, N = 2, 8, 3
+B, T, N = 2, 8, 3    # batches hold K = 1 replay-context step + T - 1 trained steps
+K = 1
 # Tests check behaviour, not speed: skip XLA's backend optimisations to compile faster.
 FAST = {'xla_backend_optimization_level': 0}
 
@@ -35,8 +36,10 @@ def spaces(image=True):
   return obs
 
 
-def synthetic_batch(seed=0, discrete=True):
+def synthetic_batch(seed=0, discrete=True, deter=64, stoch=4, classes=4):
+  """A batch as replay returns it, with the policy latents of the replay context."""
   rng = np.random.default_rng(seed)
+  latent = jnp.asarray(rng.normal(size=(B, T, deter)), jnp.bfloat16)
   is_first = np.zeros((B, T), bool)
   is_first[:, 0] = True
   is_terminal = np.zeros((B, T), bool)
@@ -48,6 +51,8 @@ def synthetic_batch(seed=0, discrete=True):
       'is_first': is_first, 'is_last': is_terminal.copy(), 'is_terminal': is_terminal,
       'action': (rng.integers(0, 4, (B, T)).astype(np.int32) if discrete
                  else rng.uniform(-1, 1, (B, T, 2)).astype(np.float32)),
+      'context/deter': np.asarray(jax.lax.bitcast_convert_type(latent, jnp.uint16)),
+      'context/stoch': rng.integers(0, classes, (B, T, stoch)).astype(np.uint8),
   }
 
 
@@ -65,6 +70,11 @@ def test_train_compiles_once_and_is_finite(discrete):
   for seed in range(3):
     state, metrics = train(state, synthetic_batch(seed))
   assert train._cache_size() == 1
+  entries = metrics.pop('replay')   # the trained steps' latents, for replay
+  assert entries['context/deter'].shape == (B, T - K, 64)
+  assert entries['context/deter'].dtype == jnp.uint16
+  assert entries['context/stoch'].shape == (B, T - K, 4)
+  assert entries['context/stoch'].dtype == jnp.uint8
   for name, value in metrics.items():
     assert np.isfinite(value), name
   assert float(metrics['nonfinite']) == 0.0 and int(state.step) == 3
@@ -90,7 +100,7 @@ def test_nonfinite_update_is_skipped(discrete):
 
 def _obs(seed, first):
   batch = synthetic_batch(seed)
-  obs = {k: v[:, 0] for k, v in batch.items() if k != 'action'}
+  obs = {k: v[:, 0] for k, v in batch.items() if k != 'action' and not k.startswith('context/')}
   obs = {k: np.concatenate([v, v[:1]]) for k, v in obs.items()}  # N = 3 envs
   obs['is_first'] = np.asarray(first, bool)
   return obs
@@ -127,8 +137,9 @@ def test_report_openloop_video(discrete):
   metrics = jit(agent.report)(state, synthetic_batch(0))
   video = metrics['video/openloop']
   assert video.dtype == jnp.uint8
-  assert video.shape == (T, 2 * 16, 3 * 16, 3)  # report_sequences=2 rows of truth|model|error
-  np.testing.assert_array_equal(video[:, :16, :16], synthetic_batch(0)['image'][0])
+  # report_sequences=2 rows of truth|model|error over the T - K steps after the context
+  assert video.shape == (T - K, 2 * 16, 3 * 16, 3)
+  np.testing.assert_array_equal(video[:, :16, :16], synthetic_batch(0)['image'][0, K:])
   assert np.isfinite(metrics['openloop_image_mse'])
 
 

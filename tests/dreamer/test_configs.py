@@ -55,11 +55,17 @@ def test_v3_defaults():
       'dreamerv3', 4e-5, 1e-20, 0.3, 1000, 0.9)
   assert agent.reward_head.bins == 255 and agent.reward_head.outscale == 0.0
   assert agent.encoder.act == 'silu' and agent.encoder.norm == 'rms'
+  # The reference code's schedule and replay (danijar/dreamerv3 f8817c4): zero initial state,
+  # replay context 1 with the online queue, no random prefill, training from B * T starts
+  # with one update, eval actions sampled.
+  assert agent.rssm.initial == 'zeros' and agent.replay_context == 1 and config.replay.online
+  assert (config.run.prefill, config.run.pretrain, config.run.train_starts) == (0, 1, 1024)
+  assert agent.actor.eval_sample
 
 
 @pytest.mark.parametrize('env, suite, ratio', [
     ('atari_pong', 'atari', 32.0), ('atari100k_pong', 'atari100k', 256.0),
-    ('dmc_walker_walk', 'dmc_vision', 256.0), ('crafter_reward', 'crafter', 512.0),
+    ('dmc_walker_walk', 'dmc_vision', 512.0), ('crafter_reward', 'crafter', 512.0),
     ('craftax_classic', 'craftax', 512.0), ('gym_CartPole-v1', 'gym', 512.0)])
 def test_suite_for_env(env, suite, ratio):
   config = parse('--env', env)
@@ -68,17 +74,22 @@ def test_suite_for_env(env, suite, ratio):
 
 
 def test_suite_presets():
+  # The configurations behind the published score files (danijar/dreamerv3 2411f7d).
   atari = parse('--env', 'atari_pong')
   assert atari.env.size == (96, 96) and atari.env.gray
+  assert (atari.env.noops, atari.env.actions, atari.env.sticky) == (0, 'all', True)
   a100k = parse('--env', 'atari100k_pong')
   assert a100k.run.envs == 1 and a100k.run.steps == 110_000
-  proprio = parse('--env', 'dmc_walker_walk', '--suite', 'dmc_proprio')
-  assert proprio.size == 'size1m' and proprio.run.train_ratio == 1024.0
-  assert not proprio.env.pixels and proprio.agent.rssm.deter == 512
+  assert (a100k.env.noops, a100k.env.actions, a100k.env.sticky) == (0, 'all', False)
+  for suite in ('dmc_proprio', 'dmc_vision'):
+    dmc = parse('--env', 'dmc_walker_walk', '--suite', suite)
+    assert (dmc.size, dmc.run.train_ratio, dmc.env.action_repeat) == ('size12m', 512.0, 2)
+    assert dmc.agent.rssm.deter == 2048 and dmc.env.pixels == (suite == 'dmc_vision')
   # An explicit --size wins over the suite's default size.
   assert parse('--env', 'dmc_walker_walk', '--suite', 'dmc_proprio',
-               '--size', 'size12m').agent.rssm.deter == 2048
+               '--size', 'size1m').agent.rssm.deter == 512
   assert parse('--env', 'crafter_reward').run.envs == 1
+  assert parse('--env', 'minecraft_diamond').run.train_ratio == 32.0
 
 
 def test_debug_is_tiny_and_overridable():

@@ -260,6 +260,36 @@ def test_actor_gradient_through_dynamics(algo, discrete, actor, through_dynamics
     assert rssm_norm == 0.0
 
 
+@pytest.mark.parametrize('algo, discrete', [('dreamerv1', False), ('dreamerv2', False)])
+def test_imagined_actions_read_stop_gradient_features(algo, discrete):
+  """V1 (`dreamer.py` _imagine_ahead) and V2 (`agent.py` imagine) feed the actor
+  stop-gradient features: with dynamics backprop, an imagined state depends on the earlier
+  states and actions, but the next action's value has no gradient through the actor's input."""
+  wm, ac, wm_params, ac_params, start = _imagination_setup(algo, discrete)
+
+  def trajectory(deter):
+    traj = agent_lib.imagine(wm, ac, wm_params, ac_params['actor'], start._replace(deter=deter),
+                             3, jax.random.PRNGKey(2))
+    return traj['feat'][:, 1].sum(), traj['action'][:, 1].sum()
+
+  grad_feat = jit(jax.grad(lambda d: trajectory(d)[0]))(start.deter)
+  grad_action = jit(jax.grad(lambda d: trajectory(d)[1]))(start.deter)
+  assert float(jnp.abs(grad_feat).sum()) > 0
+  np.testing.assert_array_equal(grad_action, 0.0)
+
+
+@pytest.mark.parametrize('algo, samples', [('dreamerv2', False), ('dreamerv3', True)])
+def test_eval_actions_sample_in_v3_and_take_the_mode_in_v2(algo, samples):
+  """The V3 reference's policy samples in every mode; the V2 reference evaluates the mode."""
+  config = parse('--config', algo, '--env', 'gym_CartPole-v1', '--size', 'debug')
+  ac = ac_lib.make(config.agent, Space(np.int32, (), 0, 3))
+  actor_params = ac_lib.init_params(ac, jax.random.PRNGKey(0), 8)['actor']
+  feat = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8)).repeat(500, 0), jnp.float32)
+  actions = np.asarray(jit(ac_lib.sample_action, static_argnums=(0, 4))(
+      ac, actor_params, feat, jax.random.PRNGKey(1), 'eval')).argmax(-1)
+  assert (len(np.unique(actions)) > 1) == samples
+
+
 def test_v1_discrete_exploration_is_epsilon_greedy():
   """V1's discrete train actions are epsilon-greedy with epsilon 0.3 (reference `expl_amount`):
   action frequencies (1 - eps) pi + eps / A from the policy's probabilities pi."""
