@@ -266,8 +266,12 @@ class ImageDecoder(nn.Module):
     instead repeats every pixel 2x2 (nearest-neighbour upsampling) and applies
     a stride-1 'same' conv with `kernel`; about 4x the conv FLOPs of
     `upsample='transpose'` (stride-2 transposed convs), which is the cheaper
-    option. The reference's block-structured first layer (`bspace`) is not
-    implemented: one dense Linear maps the features to the first map.
+    option. The first map comes from one dense Linear of the features, or with
+    `bspace` G (the V3 reference code's default, `rssm.py` Decoder, G = 8) from
+    two paths: a G-block BlockLinear of deter (block g fills channels g of every
+    pixel) plus Linear(2 units) -> Norm -> act -> Linear of the flattened stoch,
+    summed, then Norm and act. `deter` (the size of the features' leading deter
+    part) and `units` are needed then.
   """
   shape: Sequence[int] = (64, 64, 3)
   depth: int = 32
@@ -280,6 +284,9 @@ class ImageDecoder(nn.Module):
   output: str = 'none'
   outscale: float = 1.0
   upsample: str = 'transpose'
+  bspace: int = 0           # 'SAME' only: blocks of the deter path of the first layer; 0 = dense
+  deter: int = 0            # bspace: features are [deter (this size), stoch]
+  units: int = 0            # bspace: the stoch path's hidden layer has 2 * units
   winit: str = 'trunc_normal'
   dtype: str = 'float32'
   conv_grad: str = 'auto'   # convolution weight gradients: common.conv.WEIGHT_GRADS
@@ -323,8 +330,11 @@ class ImageDecoder(nn.Module):
         raise ValueError(f'shape: {height}x{width} is not divisible by 2^{layers} for a SAME decoder.')
       minres = (height // factor, width // factor)
       top = self.depth * self.mults[-1]
-      x = dense(minres[0] * minres[1] * top, self.winit, dtype=self.dtype, name='linear')(x)
-      x = x.reshape((-1,) + minres + (top,))
+      if self.bspace:
+        x = self._block_space(x, minres, top, act)
+      else:
+        x = dense(minres[0] * minres[1] * top, self.winit, dtype=self.dtype, name='linear')(x)
+        x = x.reshape((-1,) + minres + (top,))
       x = act(Norm(self.norm, dtype=self.dtype, name='linear_norm')(x))
       channel_list = [self.depth * m for m in reversed(self.mults[:-1])] + [channels]
       for i, ch in enumerate(channel_list):
@@ -348,6 +358,22 @@ class ImageDecoder(nn.Module):
     if self.output == 'sigmoid':
       x = jax.nn.sigmoid(x)
     return x.reshape(lead + (height, width, channels))
+
+  def _block_space(self, feat, minres, top, act):
+    """The first map [N, h, w, top] as the sum of a block-linear deter path and a stoch MLP."""
+    groups, deter = self.bspace, self.deter
+    if not 0 < deter < feat.shape[-1] or deter % groups or top % groups or not self.units:
+      raise ValueError(f'bspace={groups}: needs features [deter, stoch] with deter ({deter}) and '
+                       f'the top channels ({top}) divisible by it, and units > 0 ({self.units}).')
+    batch, (h, w) = feat.shape[0], minres
+    x0 = feat[:, :deter].reshape((batch, groups, -1)).swapaxes(0, 1)         # [G, N, D / G]
+    x0 = BlockLinear(h * w * top, groups, winit=self.winit, dtype=self.dtype, name='space0')(x0)
+    x0 = x0.reshape((groups, batch, h, w, top // groups))
+    x0 = x0.transpose((1, 2, 3, 0, 4)).reshape((batch, h, w, top))           # channel g * c
+    x1 = dense(2 * self.units, self.winit, dtype=self.dtype, name='space1')(feat[:, deter:])
+    x1 = act(Norm(self.norm, dtype=self.dtype, name='space1_norm')(x1))
+    x1 = dense(h * w * top, self.winit, dtype=self.dtype, name='space2')(x1)
+    return x0 + x1.reshape((batch, h, w, top))
 
 
 def _check_cell_inputs(state, inputs, size):

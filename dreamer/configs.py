@@ -72,6 +72,9 @@ class DecoderConfig:
   # The speed trade-off for V3: --set agent.encoder.downsample=stride
   # --set agent.decoder.upsample=transpose.
   upsample: str = 'repeat'
+  # First layer of the image decoder (V3 code `bspace`, 'SAME' decoders): a block-linear
+  # path from deter with this many blocks plus an MLP path from stoch; 0 = one dense layer.
+  bspace: int = 8
   conv_grad: str = 'auto'         # as EncoderConfig.conv_grad
   mlp_layers: int = 3
   mlp_units: int = 1024
@@ -254,7 +257,7 @@ def dreamerv1(config: Config) -> Config:
                                      mlp_layers=2, mlp_units=400, act='relu', norm='none',
                                      symlog_inputs=False),
       'agent.decoder': DecoderConfig(depth=32, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     upsample='transpose',
+                                     upsample='transpose', bspace=0,
                                      mlp_layers=2, mlp_units=400, act='relu', norm='none',
                                      image_dist='normal', vector_dist='normal', outscale=1.0),
       'agent.reward_head': HeadConfig(layers=2, dist='normal', **mlp),
@@ -304,7 +307,7 @@ def dreamerv2(config: Config) -> Config:
                                      mlp_layers=4, mlp_units=400, act='elu', norm='none',
                                      symlog_inputs=False),
       'agent.decoder': DecoderConfig(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     upsample='transpose',
+                                     upsample='transpose', bspace=0,
                                      mlp_layers=4, mlp_units=400, act='elu', norm='none',
                                      image_dist='normal', vector_dist='mse', outscale=1.0),
       'agent.reward_head': HeadConfig(dist='mse', **mlp),
@@ -594,6 +597,13 @@ def validate(config: Config) -> None:
   for key, options in choices.items():
     if config_lib.get(config, key) not in options:
       raise ValueError(f'{key}={config_lib.get(config, key)!r}: use one of {options}.')
+  decoder = agent.decoder
+  if decoder.padding == 'SAME' and decoder.bspace:
+    top = decoder.depth * decoder.mults[-1]
+    if agent.rssm.deter % decoder.bspace or top % decoder.bspace:
+      raise ValueError(f'agent.decoder.bspace={decoder.bspace} must divide agent.rssm.deter='
+                       f'{agent.rssm.deter} and the decoder\'s top channels ({top}); '
+                       'use agent.decoder.bspace=0 for a dense first layer.')
   if agent.replay_context < 0:
     raise ValueError(f'agent.replay_context must be >= 0, got {agent.replay_context}.')
   if agent.replay_context and not agent.rssm.classes:

@@ -95,6 +95,7 @@ class Decoder(nn.Module):
   config: object                     # configs.DecoderConfig
   image_shapes: tuple = ()
   vector_dims: tuple = ()
+  deter: int = 0                     # feat = [deter (this size), stoch]; for bspace
   dtype: str = 'float32'
 
   @nn.compact
@@ -112,7 +113,9 @@ class Decoder(nn.Module):
           shape=(height, width, sum(channels)), depth=cfg.depth, mults=tuple(cfg.mults),
           kernel=cfg.kernel, padding=cfg.padding, act=cfg.act, norm=cfg.norm,
           output='sigmoid' if cfg.image_dist == 'mse' else 'none', outscale=cfg.outscale,
-          upsample=cfg.upsample, conv_grad=cfg.conv_grad, dtype=self.dtype, name='cnn')(feat)
+          upsample=cfg.upsample, bspace=cfg.bspace if cfg.padding == 'SAME' else 0,
+          deter=self.deter, units=cfg.mlp_units, conv_grad=cfg.conv_grad, dtype=self.dtype,
+          name='cnn')(feat)
       if cfg.image_dist != 'mse':
         image = image + 0.5   # the 'none' output lives in the x - 0.5 space
       start = 0

@@ -64,7 +64,8 @@ def make(config, obs_space: dict, act_space, dtype: str = 'float32') -> WorldMod
   return WorldModel(
       encoder=networks.Encoder(config.encoder, image_shapes, vector_dims, dtype),
       rssm=rssm_lib.RSSM(rssm_config, action_dim),
-      decoder=networks.Decoder(config.decoder, image_shapes, vector_dims, dtype),
+      decoder=networks.Decoder(config.decoder, image_shapes, vector_dims, rssm_config.deter,
+                               dtype),
       reward_head=networks.make_head(config.reward_head, dtype),
       continue_head=networks.make_head(config.continue_head, dtype),
       config=config, image_shapes=image_shapes, vector_dims=vector_dims,

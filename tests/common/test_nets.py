@@ -53,6 +53,41 @@ def test_reference_v3_maxpool_repeat_shapes(size, features):
     nets.ImageDecoder(shape=(64, 64, 3), **V1, upsample='repeat').init(key, jnp.zeros((1, 5)))
 
 
+def test_block_space_first_layer_matches_numpy():
+  """V3 reference decoder `bspace` G: the first map is Norm(x0 + x1) (then act), where
+  x0[i, j, g * c + k] = (deter_g @ K0_g + b0_g)[(i w + j) c + k] for block g of deter, and
+  x1 = Linear(act(Norm(Linear_{2 units}(stoch)))) reshaped to [h, w, C]."""
+  groups, deter, stoch, units = 4, 8, 6, 5
+  decoder = nets.ImageDecoder(shape=(8, 12, 3), depth=4, mults=(1, 2), kernel=3, padding='SAME',
+                              act='silu', norm='rms', upsample='repeat', output='sigmoid',
+                              bspace=groups, deter=deter, units=units)
+  feat = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, deter + stoch)), np.float64)
+  params = decoder.init(jax.random.PRNGKey(1), feat)
+  _, state = decoder.apply(params, feat, capture_intermediates=True)
+  got = np.asarray(state['intermediates']['linear_norm']['__call__'][0])
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+  h, w, top = 2, 3, 8                      # 8x12 / 2^2, depth 4 * mults[-1] 2
+  c = top // groups
+  silu = lambda x: x / (1 + np.exp(-x))
+  for n in range(3):
+    x0 = np.zeros((h, w, top))
+    for g in range(groups):
+      out = feat[n, g * 2:(g + 1) * 2] @ p['space0']['kernel'][g] + p['space0']['bias'][g]
+      for i in range(h):
+        for j in range(w):
+          x0[i, j, g * c:(g + 1) * c] = out[(i * w + j) * c:(i * w + j + 1) * c]
+    hidden = feat[n, deter:] @ p['space1']['kernel'] + p['space1']['bias']
+    hidden = silu(_np_norm(hidden, 'rms', p['space1_norm'], 1e-4))
+    x1 = (hidden @ p['space2']['kernel'] + p['space2']['bias']).reshape(h, w, top)
+    want = _np_norm(x0 + x1, 'rms', p['linear_norm'], 1e-4)
+    np.testing.assert_allclose(got[n], want, rtol=1e-4, atol=1e-5)
+  assert p['space0']['kernel'].shape == (groups, deter // groups, h * w * top // groups)
+  with pytest.raises(ValueError, match='bspace'):
+    nets.ImageDecoder(shape=(8, 12, 3), depth=3, mults=(1, 2), kernel=3, padding='SAME',
+                      upsample='repeat', bspace=4, deter=8, units=5).init(
+                          jax.random.PRNGKey(0), jnp.zeros((1, 14)))
+
+
 def _np_conv_same(x, kernel, bias):
   """Stride-1 'same' cross-correlation by loops: x [H, W, I], kernel [k, k, I, O] -> [H, W, O]."""
   k = kernel.shape[0]
