@@ -131,8 +131,8 @@ class TanhNormal:
 
   mean, std: [..., A]; the last `dims` (default 1: the action axis) are event axes.
   log_prob(x) includes the tanh change of variables; x is clipped to +/-(1 - 1e-6)
-  so actions at the bounds stay finite. mode() = tanh(mean) (V1's reference picks the
-  most likely of 100 samples; tanh of the mean is the usual deterministic stand-in).
+  so actions at the bounds stay finite. mode() = tanh(mean), the usual deterministic
+  stand-in; sample_mode(key) is V1's reference mode, the most likely of 100 samples.
   entropy() is the entropy of the base normal, an upper bound on the true entropy
   since tanh contracts volume; entropy_estimate(key, samples) is V1's sample-based
   estimate -E[log p(a)] (its `SampleDist`, 100 samples).
@@ -161,6 +161,13 @@ class TanhNormal:
 
   def mode(self) -> chex.Array:
     return jnp.tanh(self.mean_raw)
+
+  def sample_mode(self, key: chex.PRNGKey, samples: int = 100) -> chex.Array:
+    """The most likely of `samples` samples (DreamerV1 reference, tools.py SampleDist.mode)."""
+    values, log_prob = self.sample_and_log_prob(key, samples)      # [S, ...], [S, batch]
+    best = jnp.argmax(log_prob, 0)
+    best = best.reshape(best.shape + (1,) * self.dims)
+    return jnp.take_along_axis(values, best[None], 0)[0]
 
   def log_prob(self, x: chex.Array) -> chex.Array:
     chex.assert_shape(x, self.mean_raw.shape, custom_message='TanhNormal.log_prob: `x` must have the shape of `mean`.')

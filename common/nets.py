@@ -192,6 +192,7 @@ class ImageEncoder(nn.Module):
   norm: str = 'none'
   downsample: str = 'stride'
   winit: str = 'trunc_normal'
+  norm_eps: float = 1e-4
   dtype: str = 'float32'
   conv_grad: str = 'auto'   # convolution weight gradients: common.conv.WEIGHT_GRADS
 
@@ -213,7 +214,7 @@ class ImageEncoder(nn.Module):
                   name=f'conv{i}')(x)
       if self.downsample == 'maxpool':
         x = max_pool_2x2(x)
-      x = Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x)
+      x = Norm(self.norm, self.norm_eps, dtype=self.dtype, name=f'norm{i}')(x)
       x = act(x)
       if min(x.shape[1:3]) < 1:
         raise ValueError(f'image: {image.shape[-3:]} is too small for {len(self.mults)} layers.')
@@ -288,6 +289,7 @@ class ImageDecoder(nn.Module):
   deter: int = 0            # bspace: features are [deter (this size), stoch]
   units: int = 0            # bspace: the stoch path's hidden layer has 2 * units
   winit: str = 'trunc_normal'
+  norm_eps: float = 1e-4
   dtype: str = 'float32'
   conv_grad: str = 'auto'   # convolution weight gradients: common.conv.WEIGHT_GRADS
 
@@ -323,7 +325,7 @@ class ImageDecoder(nn.Module):
                                kernel_init=initializer(self.winit, self.outscale if last else 1.0),
                                weight_grad=self.conv_grad, **conv_kw)(x)
         if not last:
-          x = act(Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x))
+          x = act(Norm(self.norm, self.norm_eps, dtype=self.dtype, name=f'norm{i}')(x))
     else:
       factor = 2 ** layers
       if height % factor or width % factor:
@@ -335,7 +337,7 @@ class ImageDecoder(nn.Module):
       else:
         x = dense(minres[0] * minres[1] * top, self.winit, dtype=self.dtype, name='linear')(x)
         x = x.reshape((-1,) + minres + (top,))
-      x = act(Norm(self.norm, dtype=self.dtype, name='linear_norm')(x))
+      x = act(Norm(self.norm, self.norm_eps, dtype=self.dtype, name='linear_norm')(x))
       channel_list = [self.depth * m for m in reversed(self.mults[:-1])] + [channels]
       for i, ch in enumerate(channel_list):
         last = i == layers - 1
@@ -350,7 +352,7 @@ class ImageDecoder(nn.Module):
                                  name=f'deconv{i}', kernel_init=init, weight_grad=self.conv_grad,
                                  **conv_kw)(x)
         if not last:
-          x = act(Norm(self.norm, dtype=self.dtype, name=f'norm{i}')(x))
+          x = act(Norm(self.norm, self.norm_eps, dtype=self.dtype, name=f'norm{i}')(x))
     if x.shape[1:] != (height, width, channels):
       raise ValueError(f'kernels: the decoder makes {x.shape[1:]}, not {tuple(self.shape)}; '
                        'choose kernels that reach the image size.')
@@ -371,7 +373,7 @@ class ImageDecoder(nn.Module):
     x0 = x0.reshape((groups, batch, h, w, top // groups))
     x0 = x0.transpose((1, 2, 3, 0, 4)).reshape((batch, h, w, top))           # channel g * c
     x1 = dense(2 * self.units, self.winit, dtype=self.dtype, name='space1')(feat[:, deter:])
-    x1 = act(Norm(self.norm, dtype=self.dtype, name='space1_norm')(x1))
+    x1 = act(Norm(self.norm, self.norm_eps, dtype=self.dtype, name='space1_norm')(x1))
     x1 = dense(h * w * top, self.winit, dtype=self.dtype, name='space2')(x1)
     return x0 + x1.reshape((batch, h, w, top))
 
@@ -386,15 +388,15 @@ def _check_cell_inputs(state, inputs, size):
 
 
 class GRUCell(nn.Module):
-  """GRU cell of the PlaNet/Dreamer reference code (DreamerV2, App. C).
+  """GRU cell of the DreamerV2 reference code (`common/nets.py` GRUCell, App. C).
 
-    [r, c, u] = Norm(W [x, h] (+ b))        (one Linear for all gates)
+    [r, c, u] = Norm(W [x, h] + b)          (one Linear for all gates)
     r = sigmoid(r); c = act(r * c); u = sigmoid(u + update_bias)
     h' = u * c + (1 - u) * h
   The reset gate scales the whole candidate pre-activation (not only its
-  recurrent part as in Cho et al. 2014); the bias is dropped when a norm
-  follows. V2/V3: norm 'layer', update_bias -1. PlaNet/V1 ("plain GRU"):
-  norm 'none' with a bias; update_bias 0 gives the textbook gate.
+  recurrent part as in Cho et al. 2014); the Linear keeps its bias before the
+  norm, as the reference's does. V2: norm 'layer' (Keras epsilon 1e-3),
+  update_bias -1. norm 'none' with update_bias 0 is a plain GRU of this form.
   __call__(state [B, D], inputs [B, I]) -> new state, float32 [B, D].
   """
   size: int
@@ -410,8 +412,7 @@ class GRUCell(nn.Module):
     _check_cell_inputs(state, inputs, self.size)
     _check('norm', self.norm, NORMS)
     x = jnp.concatenate([inputs, state], -1).astype(_dtype(self.dtype))
-    parts = dense(3 * self.size, self.winit, use_bias=self.norm == 'none', dtype=self.dtype,
-                  name='linear')(x)
+    parts = dense(3 * self.size, self.winit, dtype=self.dtype, name='linear')(x)
     parts = Norm(self.norm, self.norm_eps, self.dtype, name='norm')(parts)
     parts = parts.astype(jnp.float32)
     reset, cand, update = jnp.split(parts, 3, -1)
@@ -419,6 +420,39 @@ class GRUCell(nn.Module):
     cand = get_act(self.act)(reset * cand)
     update = jax.nn.sigmoid(update + self.update_bias)
     return update * cand + (1 - update) * state.astype(jnp.float32)
+
+
+class KerasGRUCell(nn.Module):
+  """tf.keras.layers.GRUCell as TF 2 builds it by default (DreamerV1 reference, `models.py`).
+
+    z  = sigmoid(x W_z + b_z + h U_z + c_z)
+    r  = sigmoid(x W_r + b_r + h U_r + c_r)
+    h~ = act(x W_h + b_h + r * (h U_h + c_h))       (reset_after: r scales h U_h + c_h only)
+    h' = z * h + (1 - z) * h~
+  W [I, 3D] glorot-uniform, U [D, 3D] orthogonal, biases b, c zeros; gate order [z, r, h].
+  __call__(state [B, D], inputs [B, I]) -> new state, float32 [B, D].
+  """
+  size: int
+  act: str = 'tanh'
+  dtype: str = 'float32'
+
+  @nn.compact
+  def __call__(self, state, inputs):
+    _check_cell_inputs(state, inputs, self.size)
+    dtype = _dtype(self.dtype)
+    kernel = self.param('kernel', jax.nn.initializers.glorot_uniform(),
+                        (inputs.shape[-1], 3 * self.size), jnp.float32)
+    recurrent = self.param('recurrent_kernel', jax.nn.initializers.orthogonal(),
+                           (self.size, 3 * self.size), jnp.float32)
+    bias = self.param('bias', jax.nn.initializers.zeros, (2, 3 * self.size), jnp.float32)
+    x = (inputs.astype(dtype) @ kernel.astype(dtype)).astype(jnp.float32) + bias[0]
+    h = (state.astype(dtype) @ recurrent.astype(dtype)).astype(jnp.float32) + bias[1]
+    x_z, x_r, x_h = jnp.split(x, 3, -1)
+    h_z, h_r, h_h = jnp.split(h, 3, -1)
+    update = jax.nn.sigmoid(x_z + h_z)
+    reset = jax.nn.sigmoid(x_r + h_r)
+    cand = get_act(self.act)(x_h + reset * h_h)
+    return update * state.astype(jnp.float32) + (1 - update) * cand
 
 
 class BlockLinear(nn.Module):

@@ -13,6 +13,13 @@ resets its state there. As in the V3 reference (`embodied/core/replay.py`):
   * `update` writes values (V3's replay-context latents) back into stored steps.
 Positions in a stream are absolute step indices that survive eviction.
 
+`sample='episodes'` is the DreamerV1/V2 reference's replay instead (dreamer
+`tools.load_episodes`, dreamerv2 `common/replay.py` with `ongoing: False`): a
+complete episode (from `is_first` to `is_last`) longer than the window is chosen
+uniformly over episodes, then a window inside it uniformly; `prioritize_ends`
+(V2) adds `length` extra start draws clipped to the last window, so an episode's
+end is sampled more often.
+
 Storage:
   * Each stream fills a chunk of `chunk` steps; a full chunk is written to
     `directory` as one `.npz` file (temp file + rename, so a crash never leaves
@@ -40,6 +47,7 @@ import numpy as np
 
 _log = _pylogging.getLogger(__name__)
 
+SAMPLE_MODES = ('windows', 'episodes')
 _NAME = re.compile(r'^(\d{10})-s(\d{4})-n(\d{6})\.npz$')
 
 
@@ -48,6 +56,8 @@ class ReplayConfig:
   capacity: int = 5_000_000   # steps held in memory (all streams); oldest chunks evicted
   chunk: int = 1024           # steps per chunk file (per stream)
   online: bool = False        # train on each fresh window once, first (V3 code: True)
+  sample: str = 'windows'     # 'windows' (V3: any window) | 'episodes' (V1/V2: inside episodes)
+  prioritize_ends: bool = False  # 'episodes': V2's extra weight on each episode's last window
 
 
 class _Chunk:
@@ -73,6 +83,8 @@ class _Stream:
     self._ends = None      # cached cumulative lengths of `chunks`
     self.evicted = 0       # steps dropped from the front: absolute index of the first held
     self.added = 0         # steps ever added (or loaded): absolute index of the next step
+    self.episodes = []     # complete episodes (absolute start, end + 1), oldest first
+    self.open_episode = None   # absolute start of the episode being added
 
   def ends(self):
     if self._ends is None:
@@ -116,6 +128,8 @@ class Replay:
       raise ValueError(f'replay.capacity={config.capacity}: must be at least 1 step.')
     if config.chunk < 1:
       raise ValueError(f'replay.chunk={config.chunk}: must be at least 1 step.')
+    if config.sample not in SAMPLE_MODES:
+      raise ValueError(f'replay.sample={config.sample!r}: use one of {SAMPLE_MODES}.')
     if config.online and not (length and length >= 1):
       raise ValueError('replay.online: the replay needs the training window length '
                        f'(length >= 1), got {length!r}.')
@@ -162,6 +176,7 @@ class Replay:
     target.added += 1
     self._steps += 1
     self._added += 1
+    self._track_episode(target, index, step)
     # The reference queues the window that ends with this step when its index is a
     # multiple of the length: windows start at 1, L + 1, 2L + 1, ... of each stream.
     if self.config.online and index >= self.length and index % self.length == 0:
@@ -169,6 +184,14 @@ class Replay:
     if current.length == self.config.chunk:
       self._complete(target)
     self._evict()
+
+  @staticmethod
+  def _track_episode(target, index, step):
+    if 'is_first' in step and step['is_first']:
+      target.open_episode = index
+    if 'is_last' in step and step['is_last'] and target.open_episode is not None:
+      target.episodes.append((target.open_episode, index + 1))
+      target.open_episode = None
 
   def _check_step(self, step):
     if set(step) != set(self._spec):
@@ -306,6 +329,9 @@ class Replay:
       chunk = _Chunk(data, length, counter, stream)
       target.chunks.append(chunk)
       target.invalidate()
+      for i in range(length):
+        self._track_episode(target, target.added + i,
+                            {k: data[k][i] for k in ('is_first', 'is_last') if k in data})
       target.added += length
       self._order.append(chunk)
       self._steps += length
@@ -322,7 +348,18 @@ class Replay:
 
   def starts(self, length):
     """Number of windows of `length` steps that `sample` can draw from."""
+    if self.config.sample == 'episodes':
+      return int(sum(end - start - length + 1 for _, start, end in self._episodes(length)))
     return sum(max(0, target.steps() - length + 1) for target in self._streams.values())
+
+  def _episodes(self, length):
+    """(stream, absolute start, end) of the held complete episodes longer than `length`."""
+    found = []
+    for stream, target in self._streams.items():
+      while target.episodes and target.episodes[0][0] < target.evicted:
+        target.episodes.pop(0)   # its first steps were evicted
+      found += [(stream, start, end) for start, end in target.episodes if end - start > length]
+    return found
 
   def sample(self, batch, length):
     """Uniformly sampled windows: dict of `[batch, length, ...]` arrays.
@@ -382,11 +419,14 @@ class Replay:
       position = start - target.evicted if target else -1
       if 0 <= position and position + length <= target.steps():
         chosen.append((stream, position))
-    index = self._rng.integers(0, total, size=batch - len(chosen))
-    bounds = np.cumsum(valid)
-    which = np.searchsorted(bounds, index, side='right')
-    starts = index - (bounds[which] - valid[which])
-    chosen += [(ids[w], int(p)) for w, p in zip(which, starts)]
+    if self.config.sample == 'episodes':
+      chosen += self._episode_windows(batch - len(chosen), length)
+    else:
+      index = self._rng.integers(0, total, size=batch - len(chosen))
+      bounds = np.cumsum(valid)
+      which = np.searchsorted(bounds, index, side='right')
+      starts = index - (bounds[which] - valid[which])
+      chosen += [(ids[w], int(p)) for w, p in zip(which, starts)]
     out = {key: np.empty((batch, length) + shape, dtype)
            for key, (shape, dtype) in self._spec.items()}
     cache = {}
@@ -405,12 +445,30 @@ class Replay:
         filled += take
         position += take
         i += 1
+    if 'is_first' in out and self.config.sample == 'episodes':
+      out['is_first'][:, 0] = True   # a window inside an episode starts the model afresh
     if 'is_first' in out and 'is_last' in out:
       # An episode followed by a new one inside the window ends there (cut episodes).
       out['is_last'][:, :-1] |= out['is_first'][:, 1:].astype(out['is_last'].dtype)
     where = (np.array([c[0] for c in chosen], np.int64),
              np.array([c[1] + self._streams[c[0]].evicted for c in chosen], np.int64))
     return out, where
+
+  def _episode_windows(self, count, length):
+    """(stream, relative start) of `count` windows: a uniform episode, then a start in it."""
+    episodes = self._episodes(length)
+    if not episodes:
+      raise ValueError(f'Replay holds no complete episode longer than length={length} to '
+                       'sample from (replay.sample=episodes); collect more first.')
+    chosen = []
+    for which in self._rng.integers(0, len(episodes), size=count):
+      stream, start, end = episodes[which]
+      upper = end - start - length + 1
+      if self.config.prioritize_ends:
+        upper += length
+      offset = min(int(self._rng.integers(0, upper)), end - start - length)
+      chosen.append((stream, start + offset - self._streams[stream].evicted))
+    return chosen
 
   # --- bookkeeping ------------------------------------------------------------
 

@@ -7,9 +7,11 @@
 
 One module covers
   * PlaNet / DreamerV1: Gaussian z (classes=0), std = softplus(.) + min_std,
-    plain GRU, ELU, no norm, zero initial state.
+    ReLU (PlaNet) / ELU (V1), no norm, zero initial state; V1's cell is Keras'
+    GRUCell (`core='keras_gru'`); PlaNet's here is a GRU of V2's form without norm
+    (its reference's GRUBlockCell differs: FIDELITY.md).
   * DreamerV2 (Sec. 2): 32 categoricals of 32 classes with straight-through
-    one-hot samples, layer-normed GRU (update bias -1).
+    one-hot samples, layer-normed GRU (update bias -1, Keras epsilon 1e-3).
   * DreamerV3 (App. B): categoricals mixed with 1% uniform (unimix), block GRU
     with separate input layers for h, z and a, RMSNorm, SiLU. Its reference code
     starts from zeros (`rssm.py` initial); the paper's learned initial state
@@ -34,6 +36,9 @@ import jax.numpy as jnp
 from common import distributions, nets
 
 
+CORES = ('gru', 'keras_gru', 'block_gru')
+
+
 @dataclasses.dataclass(frozen=True)
 class RSSMConfig:
   """RSSM hyperparameters. Defaults: DreamerV3 (App. B); see PLANET/DREAMERV1/V2/V3 below."""
@@ -42,15 +47,16 @@ class RSSMConfig:
   stoch: int = 32            # number of latent variables (Gaussian dims or categoricals)
   classes: int = 32          # classes per categorical; 0 = Gaussian latent
   unimix: float = 0.01       # uniform mixture of categorical probabilities (V3: 1%)
-  core: str = 'block_gru'    # 'gru' (PlaNet/V1/V2) | 'block_gru' (V3)
+  core: str = 'block_gru'    # 'gru' (PlaNet/V2) | 'keras_gru' (V1) | 'block_gru' (V3)
   blocks: int = 8            # groups of the block GRU
   dyn_layers: int = 1        # hidden block-linear layers inside the block GRU
-  gru_norm: str = 'layer'    # norm of the 'gru' core's gates: 'layer' (V2) | 'none' (V1)
+  gru_norm: str = 'layer'    # norm of the 'gru' core's gates: 'layer' (V2) | 'none' (PlaNet)
   update_bias: float = -1.0  # added to the GRU's update-gate pre-activation
   img_layers: int = 2        # hidden layers of the prior head p(z | h)
   obs_layers: int = 1        # hidden layers of the posterior head q(z | h, e)
   act: str = 'silu'          # activation of the Linear layers
   norm: str = 'rms'          # norm of the Linear layers: 'rms' | 'layer' | 'none'
+  norm_eps: float = 1e-4     # epsilon of every norm (V3 1e-4; V2's Keras LayerNorm 1e-3)
   min_std: float = 0.1       # Gaussian std floor (PlaNet/V1)
   std_act: str = 'softplus'  # Gaussian std: 'softplus' (V1) | 'sigmoid2' (2 sigmoid(x / 2), V2)
   initial: str = 'zeros'     # initial state: 'zeros' (every reference code) | 'learned' (V3 paper)
@@ -64,7 +70,7 @@ class RSSMConfig:
         raise ValueError(f'RSSMConfig.{name}: must be >= 1, got {getattr(self, name)}.')
     if self.classes < 0 or self.classes == 1:
       raise ValueError(f'RSSMConfig.classes: use 0 (Gaussian) or >= 2, got {self.classes}.')
-    checks = dict(core=('gru', 'block_gru'), gru_norm=nets.NORMS, norm=nets.NORMS,
+    checks = dict(core=CORES, gru_norm=nets.NORMS, norm=nets.NORMS,
                   std_act=('softplus', 'sigmoid2'), initial=('zeros', 'learned'))
     for name, options in checks.items():
       if getattr(self, name) not in options:
@@ -80,11 +86,11 @@ class RSSMConfig:
 PLANET = RSSMConfig(deter=200, hidden=200, stoch=30, classes=0, unimix=0.0, core='gru',
                     gru_norm='none', update_bias=0.0, img_layers=1, obs_layers=1, act='relu',
                     norm='none', initial='zeros', winit='glorot_uniform')
-DREAMERV1 = dataclasses.replace(PLANET, act='elu')
+DREAMERV1 = dataclasses.replace(PLANET, act='elu', core='keras_gru')
 # DreamerV2 reference code defaults (deter 400); its Atari preset uses 600, DMC 200.
 DREAMERV2 = RSSMConfig(deter=1024, hidden=1024, stoch=32, classes=32, unimix=0.0, core='gru',
                        gru_norm='layer', img_layers=1, obs_layers=1, act='elu', norm='none',
-                       initial='zeros', winit='glorot_uniform')
+                       norm_eps=1e-3, initial='zeros', winit='glorot_uniform')
 DREAMERV3 = RSSMConfig()
 
 
@@ -103,21 +109,25 @@ class RSSM(nn.Module):
   def setup(self):
     c = self.config
     dt = c.dtype
-    if c.core == 'gru':
+    if c.core in ('gru', 'keras_gru'):
       self.img_in = nets.dense(c.hidden, c.winit, dtype=dt)
-      self.img_in_norm = nets.Norm(c.norm, dtype=dt)
-      self.cell = nets.GRUCell(c.deter, norm=c.gru_norm, update_bias=c.update_bias,
-                               winit=c.winit, dtype=dt)
+      self.img_in_norm = nets.Norm(c.norm, c.norm_eps, dtype=dt)
+      if c.core == 'gru':
+        self.cell = nets.GRUCell(c.deter, norm=c.gru_norm, update_bias=c.update_bias,
+                                 winit=c.winit, norm_eps=c.norm_eps, dtype=dt)
+      else:
+        self.cell = nets.KerasGRUCell(c.deter, dtype=dt)
     else:
       self.dyn_in = [nets.dense(c.hidden, c.winit, dtype=dt) for _ in range(3)]
-      self.dyn_in_norm = [nets.Norm(c.norm, dtype=dt) for _ in range(3)]
+      self.dyn_in_norm = [nets.Norm(c.norm, c.norm_eps, dtype=dt) for _ in range(3)]
       self.cell = nets.BlockGRU(c.deter, c.blocks, c.dyn_layers, act=c.act, norm=c.norm,
-                                update_bias=c.update_bias, winit=c.winit, dtype=dt)
+                                update_bias=c.update_bias, winit=c.winit, norm_eps=c.norm_eps,
+                                dtype=dt)
     stats_size = c.stoch * c.classes if c.classes else 2 * c.stoch
     self.img_out = nets.MLP(c.img_layers, c.hidden, c.act, c.norm, out=stats_size,
-                            outscale=c.outscale, winit=c.winit, dtype=dt)
+                            outscale=c.outscale, winit=c.winit, norm_eps=c.norm_eps, dtype=dt)
     self.obs_out = nets.MLP(c.obs_layers, c.hidden, c.act, c.norm, out=stats_size,
-                            outscale=c.outscale, winit=c.winit, dtype=dt)
+                            outscale=c.outscale, winit=c.winit, norm_eps=c.norm_eps, dtype=dt)
     if c.initial == 'learned':
       self.initial_deter = self.param('initial_deter', jax.nn.initializers.zeros, (c.deter,),
                                       jnp.float32)
@@ -170,7 +180,7 @@ class RSSM(nn.Module):
   def _core(self, deter, stoch, action):
     c = self.config
     stoch = stoch.reshape((stoch.shape[0], -1))
-    if c.core == 'gru':
+    if c.core != 'block_gru':
       x = jnp.concatenate([stoch, action], -1)
       x = nets.get_act(c.act)(self.img_in_norm(self.img_in(x)))
       return self.cell(deter, x)

@@ -66,7 +66,8 @@ def make(config, act_space, dtype=jnp.float32) -> ActorCritic:
   out = action_dim if discrete else 2 * action_dim
   actor = networks.Head(
       out_dim=out, layers=actor_cfg.layers, units=actor_cfg.units, act=actor_cfg.act,
-      norm=actor_cfg.norm, outscale=actor_cfg.outscale, dtype=dtype)
+      norm=actor_cfg.norm, outscale=actor_cfg.outscale, winit=actor_cfg.winit,
+      norm_eps=actor_cfg.norm_eps, dtype=dtype)
   critic = networks.make_head(critic_cfg, dtype)
   return ActorCritic(actor, critic, config, discrete, action_dim)
 
@@ -118,6 +119,63 @@ def discount(config) -> float:
   return 1.0 - 1.0 / config.horizon
 
 
+TARGETS = ('v3', 'v2', 'v1')
+
+
+class _Targets(NamedTuple):
+  """Which imagined states each loss trains and towards what, as one version's code indexes.
+
+  critic: slice of states [N, H+1] the critic trains on, towards `critic_target` with
+  `critic_weight`; actor: slice of states (and of their actions) the actor trains on, with
+  `actor_return`, `baseline` and `actor_weight`. `returns` [N, H] are V3's R_t (for the
+  replay value loss and the return normaliser).
+  """
+  critic: slice
+  critic_target: chex.Array
+  critic_weight: chex.Array
+  actor: slice
+  actor_return: chex.Array
+  baseline: chex.Array
+  actor_weight: chex.Array
+
+
+def imagination_targets(kind: str, reward, disc, value, lam, first_weight) -> _Targets:
+  """Returns, baselines and weights over an imagined trajectory of H + 1 states s_0..s_H.
+
+  reward[t] = r(s_t), disc[t] = gamma c(s_t) (the discount of arriving at s_t), value [N, H+1]
+  the bootstrap critic. Each version follows its reference code (weights are stop-gradient):
+    'v3' (V3 Eq. 7, dreamerv3 agent.py imag_loss): R_t = r_{t+1} + disc_{t+1}((1 - lam)
+      v_{t+1} + lam R_{t+1}), R_H = v_H; w_t = prod_{j<=t} disc_j / `first_weight`; critic and
+      actor on s_0..s_{H-1}, baseline v_t.
+    'v2' (dreamerv2 agent.py target/actor_loss/critic_loss): T_t = r_t + disc_t((1 - lam)
+      v_{t+1} + lam T_{t+1}), T_H = v_H, so a value includes its own state's reward;
+      w_t = prod_{j<t} disc_j; critic on s_0..s_{H-1} towards T_t; actor on s_0..s_{H-2}
+      with T_{t+1} and baseline v_t.
+    'v1' (dreamer dreamer.py _train): the trajectory without its start, s_1..s_H:
+      R_k = r_k + disc_k((1 - lam) v_{k+1} + lam R_{k+1}), R_H = v_H; d_k = prod_{1<=j<k}
+      disc_j; critic and actor on s_1..s_{H-1}.
+  """
+  horizon = reward.shape[1] - 1
+  ones = jnp.ones_like(disc[:, :1])
+  if kind == 'v3':
+    returns = returns_lib.lambda_return(reward[:, 1:].T, value.T, disc[:, 1:].T, lam).T
+    weight = sg(jnp.cumprod(disc, 1) / first_weight)[:, :-1]
+    states = slice(0, horizon)
+    return _Targets(states, returns, weight, states, returns, value[:, :-1], weight)
+  if kind == 'v2':
+    returns = returns_lib.lambda_return(reward[:, :-1].T, value.T, disc[:, :-1].T, lam).T
+    weight = sg(jnp.cumprod(jnp.concatenate([ones, disc[:, :-2]], 1), 1))   # [N, H]
+    return _Targets(slice(0, horizon), returns, weight, slice(0, horizon - 1), returns[:, 1:],
+                    value[:, :-2], weight[:, :-1])
+  if kind == 'v1':
+    returns = returns_lib.lambda_return(reward[:, 1:-1].T, value[:, 1:].T, disc[:, 1:-1].T,
+                                        lam).T                               # [N, H - 1]
+    weight = sg(jnp.cumprod(jnp.concatenate([ones, disc[:, 1:-2]], 1), 1))   # [N, H - 1]
+    states = slice(1, horizon)
+    return _Targets(states, returns, weight, states, returns, value[:, 1:-1], weight)
+  raise ValueError(f'agent.imag_targets: use one of {TARGETS}, got {kind!r}.')
+
+
 def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_state,
                      traj: dict) -> tuple:
   """Actor and critic losses on imagined trajectories (V3, Eq. 6-8; V1, Eq. 7-8; V2, Eq. 5-6).
@@ -129,26 +187,23 @@ def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_
       In REINFORCE mode the leaves carry no gradient; in dynamics mode `feat`, `reward`
       and `cont` are differentiable functions of the actor's actions.
   Returns:
-    (policy_loss [], value_loss [], new retnorm_state, returns [N, H], metrics).
+    (policy_loss [], value_loss [], new retnorm_state, returns [N, H'], metrics); the returns
+    are the actor's (V3: R_t from every state s_0..s_{H-1}).
   """
   cfg = ac.config
   feat, action, reward, cont = traj['feat'], traj['action'], traj['reward'], traj['cont']
   chex.assert_rank([feat, action, reward, cont], [3, 3, 2, 2])
   chex.assert_equal_shape_prefix([feat, action, reward, cont], 2)
   gamma = 1.0 if cfg.continue_discount else discount(cfg)
-  # Weight of step t: the probability of reaching it (cumulative continue flags).
-  weight = sg(jnp.cumprod(gamma * cont, 1) / gamma)
 
-  critic_dist, value = critic_value(ac, params['critic'], sg(feat))
-  _, slow_value = critic_value(ac, slow_critic_params, sg(feat))
   grad_mode = actor_grad(ac)
   # Bootstrap values from the slow critic (V2) or the online one (V1, V3), never
   # training it here. With dynamics gradients (V1, V2 continuous) the return's
   # gradient flows through the critic into the imagined states.
   boot_params = slow_critic_params if cfg.critic.slow_target else params['critic']
   _, boot = critic_value(ac, sg(boot_params), feat if grad_mode != 'reinforce' else sg(feat))
-  returns = returns_lib.lambda_return(
-      reward[:, 1:].T, boot.T, (gamma * cont[:, 1:]).T, cfg.lam).T   # [N, H]
+  targets = imagination_targets(cfg.imag_targets, reward, gamma * cont, boot, cfg.lam, gamma)
+  returns = targets.actor_return
 
   if cfg.retnorm.kind == 'percentile':
     retnorm_state = returns_lib.percentile_normalizer_update(
@@ -160,28 +215,32 @@ def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_
     raise ValueError(f"agent.retnorm.kind: use 'percentile' or 'none', got {cfg.retnorm.kind!r}.")
   scale = sg(scale)
 
-  policy = actor_dist(ac, params['actor'], sg(feat))
-  entropy = policy.entropy()[:, :-1]
+  states = targets.actor
+  policy = actor_dist(ac, params['actor'], sg(feat[:, states]))
+  entropy = policy.entropy()
   # REINFORCE (V2 Eq. 6, V3 Eq. 6): log pi(a_t | s_t) sg(R_t - v(s_t)) / S;
   # dynamics backprop (V1 Eq. 7): R_t / S differentiated through the model.
   if grad_mode == 'dynamics':
     objective = returns / scale
   else:
-    advantage = sg((returns - boot[:, :-1]) / scale)
-    objective = policy.log_prob(sg(action))[:, :-1] * advantage
+    advantage = sg((returns - targets.baseline) / scale)
+    objective = policy.log_prob(sg(action[:, states])) * advantage
     if grad_mode == 'both':
       mix = cfg.actor.grad_mix
       objective = mix * returns / scale + (1.0 - mix) * objective
-  policy_loss = (weight[:, :-1] * -(objective + cfg.actor.entropy * entropy)).mean()
+  policy_loss = (targets.actor_weight * -(objective + cfg.actor.entropy * entropy)).mean()
 
-  value_nll = -_log_prob(cfg.critic, critic_dist, sg(_pad(returns)))[:, :-1]
-  reg = -_log_prob(cfg.critic, critic_dist, sg(slow_value))[:, :-1]
-  value_loss = (weight[:, :-1] * (value_nll + cfg.critic.slow_regularizer * reg)).mean()
+  critic_feat = sg(feat[:, targets.critic])
+  critic_dist, value = critic_value(ac, params['critic'], critic_feat)
+  _, slow_value = critic_value(ac, slow_critic_params, critic_feat)
+  value_nll = -_log_prob(cfg.critic, critic_dist, sg(targets.critic_target))
+  reg = -_log_prob(cfg.critic, critic_dist, sg(slow_value))
+  value_loss = (targets.critic_weight * (value_nll + cfg.critic.slow_regularizer * reg)).mean()
 
   metrics = {
       'imag_return_mean': returns.mean(), 'imag_return_std': returns.std(),
       'imag_value_mean': value.mean(), 'imag_reward_mean': reward.mean(),
-      'imag_cont_mean': cont.mean(), 'imag_weight_mean': weight.mean(),
+      'imag_cont_mean': cont.mean(), 'imag_weight_mean': targets.critic_weight.mean(),
       'policy_entropy': entropy.mean(), 'return_scale': scale,
       'retnorm_low': retnorm_state.low, 'retnorm_high': retnorm_state.high,
   }
@@ -249,8 +308,12 @@ def sample_action(ac: ActorCritic, actor_params, feat: chex.Array, key: chex.PRN
       return jax.nn.one_hot(index, ac.action_dim, dtype=jnp.float32)
     return jax.random.uniform(key, (n, ac.action_dim), jnp.float32, -1.0, 1.0)
   dist = actor_dist(ac, actor_params, feat)
-  if mode == 'eval':
-    action = dist.sample(key) if ac.config.actor.eval_sample else dist.mode()
+  if mode == 'eval' and ac.config.actor.eval_sample:
+    action = dist.sample(key)
+  elif mode == 'eval' and isinstance(dist, dists.TanhNormal):
+    action = dist.sample_mode(key)   # V1 reference: the most likely of 100 samples
+  elif mode == 'eval':
+    action = dist.mode()
   elif mode == 'train':
     sample_key, noise_key = jax.random.split(key)
     action = dist.sample(sample_key)

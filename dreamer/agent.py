@@ -108,6 +108,28 @@ def imagine(wm: wm_lib.WorldModel, ac: ac_lib.ActorCritic, wm_params: dict, acto
   return {'feat': feat, 'action': actions, 'reward': reward, 'cont': cont}
 
 
+def imagination_starts(cfg, post: rssm_lib.RSSMState, is_terminal: jax.Array) -> tuple:
+  """(start states [N], first continue flags [N] or None, starts per sequence K).
+
+  Starts: the last `imag_starts` steps of each sequence (0: all), stop-gradient; V1 with a
+  discount head drops each sequence's last step ("could be terminal", reference dreamer.py
+  _imagine_ahead). V2 (`replay_start_continue`) takes the first imagined discount from the
+  replayed step, 1 - is_terminal (times gamma where the head predicts discounted flags),
+  instead of the head's prediction (reference agent.py imagine).
+  """
+  length = post.deter.shape[1]
+  stop = length - 1 if cfg.imag_skip_last else length
+  starts = min(cfg.imag_starts or stop, stop)
+  pick = lambda x: x[:, stop - starts:stop].reshape((-1,) + x.shape[2:])
+  start = jax.tree.map(lambda x: sg(pick(x)), post)
+  first = None
+  if cfg.replay_start_continue and cfg.predict_continue:
+    first = 1.0 - pick(jnp.asarray(is_terminal)).astype(jnp.float32)
+    if cfg.continue_discount:  # the head's targets are discounted continue flags
+      first = first * ac_lib.discount(cfg)
+  return start, first, starts
+
+
 def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   """The DreamerV3 agent (or a V1/V2 preset of it) for these spaces.
 
@@ -164,19 +186,20 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       return jnp.argmax(action, -1).astype(jnp.int32), carry
     return action, carry
 
-  def _imagine(params, post, key):
+  def _imagine(params, post, batch, key):
     """Imagined trajectory from the posterior states post [B, T] -> dict of [N, H+1, ...]."""
-    starts = cfg.imag_starts or post.deter.shape[1]
-    start = jax.tree.map(lambda x: sg(x[:, -starts:].reshape((-1,) + x.shape[2:])), post)
+    start, first_cont, starts = imagination_starts(cfg, post, batch['is_terminal'])
     # The actor's loss never trains the world model (V1-V3): its parameters are constants.
     traj = imagine(wm, ac, sg(params['world_model']), params['actor'], start, horizon, key)
+    if first_cont is not None:
+      traj['cont'] = traj['cont'].at[:, 0].set(first_cont)
     return traj, starts
 
   def loss_fn(params, slow_critic, retnorm, batch, key):
     wm_key, img_key = jax.random.split(key)
     model_loss, (post, feat, batch, metrics) = wm_lib.loss(
         wm, params['world_model'], batch, wm_key)
-    traj, starts = _imagine(params, post, img_key)
+    traj, starts = _imagine(params, post, batch, img_key)
     policy_loss, value_loss, retnorm, returns, ac_metrics = ac_lib.imagination_loss(
         ac, params, slow_critic, retnorm, traj)
     metrics.update(ac_metrics)

@@ -57,6 +57,8 @@ class EncoderConfig:
   mlp_units: int = 1024           # units of the vector-input MLP
   act: str = 'silu'
   norm: str = 'rms'
+  norm_eps: float = 1e-4          # norm epsilon (V2's Keras LayerNorm: 1e-3)
+  winit: str = 'trunc_normal'     # weight init: V3 fan-in truncated normal; V1/V2 Keras glorot_uniform
   symlog_inputs: bool = True      # symlog the vector inputs (V3)
 
 
@@ -80,6 +82,8 @@ class DecoderConfig:
   mlp_units: int = 1024
   act: str = 'silu'
   norm: str = 'rms'
+  norm_eps: float = 1e-4          # norm epsilon (V2's Keras LayerNorm: 1e-3)
+  winit: str = 'trunc_normal'     # weight init: V3 fan-in truncated normal; V1/V2 Keras glorot_uniform
   image_dist: str = 'mse'         # 'mse' on [0, 1] pixels (V3) or 'normal' (unit variance, V1/V2)
   vector_dist: str = 'symlog_mse'  # 'symlog_mse' (V3), 'mse' or 'normal'
   outscale: float = 1.0           # output layer init scale
@@ -91,6 +95,8 @@ class HeadConfig:
   units: int = 1024
   act: str = 'silu'
   norm: str = 'rms'
+  norm_eps: float = 1e-4          # norm epsilon (V2's Keras LayerNorm: 1e-3)
+  winit: str = 'trunc_normal'     # weight init: V3 fan-in truncated normal; V1/V2 Keras glorot_uniform
   dist: str = 'symexp_twohot'     # 'symexp_twohot', 'mse', 'normal' (unit variance) or 'binary'
   bins: int = 255                 # two-hot bins (symexp spaced in [-20, 20])
   outscale: float = 0.0           # 0 = zero-initialised output layer (V3 reward and critic)
@@ -102,6 +108,8 @@ class ActorConfig:
   units: int = 1024
   act: str = 'silu'
   norm: str = 'rms'
+  norm_eps: float = 1e-4          # norm epsilon (V2's Keras LayerNorm: 1e-3)
+  winit: str = 'trunc_normal'     # weight init: V3 fan-in truncated normal; V1/V2 Keras glorot_uniform
   outscale: float = 0.01          # small initial output layer (V3)
   unimix: float = 0.01            # uniform mixture of the categorical policy
   continuous_dist: str = 'bounded_normal'  # 'bounded_normal' (V3), 'trunc_normal' (V2), 'tanh_normal' (V1), 'normal'
@@ -124,6 +132,8 @@ class CriticConfig:
   units: int = 1024
   act: str = 'silu'
   norm: str = 'rms'
+  norm_eps: float = 1e-4          # norm epsilon (V2's Keras LayerNorm: 1e-3)
+  winit: str = 'trunc_normal'     # weight init: V3 fan-in truncated normal; V1/V2 Keras glorot_uniform
   dist: str = 'symexp_twohot'     # 'symexp_twohot' (V3) or 'mse' (V1/V2 regression)
   bins: int = 255
   outscale: float = 0.0
@@ -173,6 +183,11 @@ class DreamerConfig:
   continue_discount: bool = True  # V3: continue targets are scaled by the discount (no extra discount)
   predict_continue: bool = True   # continue (discount) head; False (V1, V2 on DMC): cont = 1, no loss
   imag_starts: int = 0            # imagine from the last K steps of each sequence; 0 = all
+  imag_skip_last: bool = False    # V1 with a discount head: no start from a sequence's last step
+  # Index convention of imagined returns, weights and trained states: each version's
+  # reference code ('v3', 'v2', 'v1'; see actor_critic.imagination_targets).
+  imag_targets: str = 'v3'
+  replay_start_continue: bool = False  # V2: the first imagined discount from replay's is_terminal
   # Replay context (V3 code `replay_context`): windows hold K more steps and start from the
   # posterior latent stored in replay for step K - 1; training writes its latents back.
   replay_context: int = 1
@@ -246,20 +261,24 @@ def dreamerv1(config: Config) -> Config:
   prefills 5000 env steps; as replayed steps per agent step that is
   run.train_ratio = 100 * 50 * 50 / (1000 / action_repeat) = 250 * action_repeat
   and run.prefill = 5000 / action_repeat, set per suite in `_algo_suite`. The reference
-  trains before it collects (its first train call runs `pretrain` = 100 updates right
-  after the prefill): run.pretrain = 100.
+  trains before it collects (one update as it builds the model, then `pretrain` = 100
+  right after the prefill): run.pretrain = 101.
+  Reference code (danijar/dreamer 56d4d44): Keras GRU cell and glorot-uniform weights;
+  training windows inside complete episodes longer than 50 steps, an episode chosen
+  uniformly (`replay.sample='episodes'`); imagined returns indexed as its `_train`
+  (`agent.imag_targets='v1'`: the trajectory without its start state, values that
+  include their own state's reward).
   """
-  mlp = dict(units=400, act='elu', norm='none', outscale=1.0)
+  mlp = dict(units=400, act='elu', norm='none', outscale=1.0, winit='glorot_uniform')
+  conv = dict(mults=(1, 2, 4, 8), kernel=4, padding='VALID', act='relu', norm='none',
+              winit='glorot_uniform')
   return _replace(config, algo='dreamerv1', **{
       'agent.rssm': rssm_lib.DREAMERV1,
-      'agent.encoder': EncoderConfig(depth=32, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     downsample='stride',
-                                     mlp_layers=2, mlp_units=400, act='relu', norm='none',
-                                     symlog_inputs=False),
-      'agent.decoder': DecoderConfig(depth=32, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     upsample='transpose', bspace=0,
-                                     mlp_layers=2, mlp_units=400, act='relu', norm='none',
-                                     image_dist='normal', vector_dist='normal', outscale=1.0),
+      'agent.encoder': EncoderConfig(depth=32, downsample='stride', mlp_layers=2,
+                                     mlp_units=400, symlog_inputs=False, **conv),
+      'agent.decoder': DecoderConfig(depth=32, upsample='transpose', bspace=0, mlp_layers=2,
+                                     mlp_units=400, image_dist='normal', vector_dist='normal',
+                                     outscale=1.0, **conv),
       'agent.reward_head': HeadConfig(layers=2, dist='normal', **mlp),
       'agent.continue_head': HeadConfig(layers=3, dist='binary', **mlp),  # where episodes end
       'agent.actor': ActorConfig(layers=4, unimix=0.0, continuous_dist='tanh_normal',
@@ -275,11 +294,13 @@ def dreamerv1(config: Config) -> Config:
       'agent.continue_discount': False, 'agent.predict_continue': False,
       'agent.continue_scale': 0.0, 'agent.repval_scale': 0.0,
       'agent.reward_transform': 'none', 'agent.imag_starts': 0, 'agent.replay_context': 0,
+      'agent.imag_targets': 'v1',
       'agent.single_optimizer': False,
       'agent.opt': _adam(6e-4, 1e-7), 'agent.actor_opt': _adam(8e-5, 1e-7),
       'agent.critic_opt': _adam(8e-5, 1e-7),
       'run.batch_size': 50, 'run.batch_length': 50, 'run.envs': 1,
-      'run.train_ratio': 250.0, 'run.prefill': 5000, 'run.pretrain': 100})
+      'run.train_ratio': 250.0, 'run.prefill': 5000, 'run.pretrain': 101,
+      'replay.sample': 'episodes'})
 
 
 def dreamerv2(config: Config) -> Config:
@@ -287,8 +308,10 @@ def dreamerv2(config: Config) -> Config:
 
   32 x 32 categorical latents with straight-through samples, layer-normed GRU
   (deter 1024; Atari 600, DMC 200); KL balancing alpha 0.8 (Alg. 2) on the batch mean; CNN depth 48
-  (kernel 4, VALID, ELU); MLPs 4 x 400 ELU, no norm; Gaussian image, MSE vector,
-  reward and critic regressions, tanh-squashed rewards; discount (continue) head; actor
+  (kernel 4, VALID, ELU); MLPs 4 x 400 ELU, no norm; unit-variance Gaussian image, vector,
+  reward and critic likelihoods (the reference's 'mse' heads), tanh-squashed rewards;
+  discount head trained towards gamma (1 - terminal), the first imagined discount from
+  replay; actor
   REINFORCE for discrete and dynamics backprop for continuous actions (`agent.actor.grad_*`,
   'both' mixes them with `grad_mix`); one-hot or truncated-normal policy, entropy 2e-3
   (Atari 1e-3, DMC 1e-4, Crafter 3e-3); slow target critic copied every 100 updates
@@ -297,41 +320,46 @@ def dreamerv2(config: Config) -> Config:
   10k, then 1 + 1 updates before collecting (the reference trains once to build its
   variables, then `pretrain` times). These are the defaults of the reference code's final
   configs.yaml (the one with the crafter and dmc_vision/dmc_proprio sections; read
-  2026-11-24); `_algo_suite` sets the Atari, DMC and Crafter presets.
+  2026-11-24, danijar/dreamerv2 07d906e); `_algo_suite` sets the Atari, DMC and Crafter
+  presets. Also from the reference code: glorot-uniform weights, Keras LayerNorm epsilon
+  1e-3, windows inside complete episodes longer than 50 steps chosen uniformly, with
+  `prioritize_ends` (not on DMC), returns indexed as its `ActorCritic`
+  (`agent.imag_targets='v2'`), weight decay w *= 1 - 1e-6 per update.
   """
-  mlp = dict(layers=4, units=400, act='elu', norm='none', outscale=1.0)
+  mlp = dict(layers=4, units=400, act='elu', norm='none', outscale=1.0, norm_eps=1e-3,
+             winit='glorot_uniform')
+  conv = dict(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID', act='elu', norm='none',
+              norm_eps=1e-3, winit='glorot_uniform')
   return _replace(config, algo='dreamerv2', **{
       'agent.rssm': rssm_lib.DREAMERV2,
-      'agent.encoder': EncoderConfig(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     downsample='stride',
-                                     mlp_layers=4, mlp_units=400, act='elu', norm='none',
-                                     symlog_inputs=False),
-      'agent.decoder': DecoderConfig(depth=48, mults=(1, 2, 4, 8), kernel=4, padding='VALID',
-                                     upsample='transpose', bspace=0,
-                                     mlp_layers=4, mlp_units=400, act='elu', norm='none',
-                                     image_dist='normal', vector_dist='mse', outscale=1.0),
-      'agent.reward_head': HeadConfig(dist='mse', **mlp),
+      'agent.encoder': EncoderConfig(downsample='stride', mlp_layers=4, mlp_units=400,
+                                     symlog_inputs=False, **conv),
+      'agent.decoder': DecoderConfig(upsample='transpose', bspace=0, mlp_layers=4,
+                                     mlp_units=400, image_dist='normal', vector_dist='normal',
+                                     outscale=1.0, **conv),
+      'agent.reward_head': HeadConfig(dist='normal', **mlp),
       'agent.continue_head': HeadConfig(dist='binary', **mlp),
       'agent.actor': ActorConfig(unimix=0.0, continuous_dist='trunc_normal', min_std=0.1,
                                  init_std=0.0, entropy=2e-3, grad_discrete='reinforce',
                                  grad_continuous='dynamics', grad_mix=0.1, explore_noise=0.0,
                                  eval_sample=False, **mlp),
-      'agent.critic': CriticConfig(dist='mse', slow_target=True, slow_rate=1.0, slow_every=100,
+      'agent.critic': CriticConfig(dist='normal', slow_target=True, slow_rate=1.0, slow_every=100,
                                    slow_regularizer=0.0, replay_loss=False, replay_grad=False,
                                    **mlp),
       'agent.kl': kl_lib.KLConfig(mode='balanced', balance=0.8, free=0.0, free_avg=True,
                                   scale=1.0),
       'agent.retnorm': ReturnNormConfig(kind='none'),
       'agent.imag_horizon': 15, 'agent.horizon': 100.0, 'agent.lam': 0.95,
-      'agent.continue_discount': False, 'agent.predict_continue': True,
+      'agent.continue_discount': True, 'agent.predict_continue': True,
       'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
       'agent.reward_transform': 'tanh', 'agent.imag_starts': 0, 'agent.replay_context': 0,
+      'agent.imag_targets': 'v2', 'agent.replay_start_continue': True,
       'agent.single_optimizer': False,
       'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
       'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),
       'run.batch_size': 16, 'run.batch_length': 50, 'run.envs': 1,
       'run.train_ratio': 160.0, 'run.prefill': 10_000, 'run.pretrain': 2,
-      'replay.capacity': 2_000_000})
+      'replay.capacity': 2_000_000, 'replay.sample': 'episodes', 'replay.prioritize_ends': True})
 
 
 ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dreamerv3}
@@ -418,10 +446,10 @@ def _algo_suite(config: Config) -> Config:
 
   | algo, suite      | train_ratio (replayed / agent step)   | prefill, pretrain | other                       |
   |------------------|---------------------------------------|---------|-----------------------------|
-  | V1, dmc_*        | 100 x 50 x 50 per 1000 env steps      | 5000 env steps, 100 | action repeat 2, no discount head |
-  | V1, other        | as DMC                                | as DMC  | discount head (targets 0 / gamma, scale 10) |
-  | V2, atari        | 16 x 50 every 16 steps = 50           | 50000, 2 | 64x64 gray, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
-  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000, 101 | deter 200, free nats 1, no discount head, raw rewards, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2 |
+  | V1, dmc_*        | 100 x 50 x 50 per 1000 env steps      | 5000 env steps, 101 | action repeat 2, no discount head |
+  | V1, other        | as DMC                                | as DMC  | discount head (targets 0 / gamma, scale 10), no imagination from a sequence's last step |
+  | V2, atari        | 16 x 50 every 16 steps = 50           | 50000, 2 | 64x64 gray, minimal action set, up to 30 no-ops, deter 600, gamma 0.999, KL scale 0.1, free 0, discount-head scale 5, tanh rewards, lr 2e-4/4e-5/1e-4, entropy 1e-3 |
+  | V2, dmc_*        | 16 x 50 every 5 steps = 160           | 1000, 101 | deter 200, free nats 1, no discount head, raw rewards, lr 3e-4/8e-5/8e-5, entropy 1e-4, action repeat 2, no prioritize_ends |
   | V2, crafter      | 160                                   | 10000, 2 | layer norm everywhere, gamma 0.999, lr 1e-4/1e-4/1e-4, entropy 3e-3 |
   | V2, other        | 160 (the reference default)           | 10000, 2 | reference code defaults     |
   """
@@ -436,13 +464,13 @@ def _algo_suite(config: Config) -> Config:
     # trained towards soft labels 0 and gamma, scale 10 (reference `pcont`, `pcont_scale`).
     # Without it imagined episodes never end and every action looks alike.
     return _replace(config, **{'agent.predict_continue': True, 'agent.continue_discount': True,
-                               'agent.continue_scale': 10.0})
+                               'agent.continue_scale': 10.0, 'agent.imag_skip_last': True})
   if algo != 'dreamerv2':
     return config
   if suite in ('atari', 'atari100k'):
     agent = config.agent
     return _replace(config, **{
-        'env.size': (64, 64), 'env.gray': True,
+        'env.size': (64, 64), 'env.gray': True, 'env.actions': 'needed', 'env.noops': 30,
         'agent.rssm.deter': 600, 'agent.rssm.hidden': 600, 'agent.horizon': 1000.0,
         'agent.kl': dataclasses.replace(agent.kl, scale=0.1, free=0.0),
         'agent.continue_scale': 5.0, 'agent.predict_continue': True,
@@ -455,11 +483,13 @@ def _algo_suite(config: Config) -> Config:
     return _replace(config, **{
         'env.action_repeat': 2, 'agent.rssm.deter': 200, 'agent.rssm.hidden': 200,
         'agent.kl': dataclasses.replace(agent.kl, free=1.0, scale=1.0),
-        'agent.predict_continue': False, 'agent.continue_scale': 0.0,
-        'agent.reward_transform': 'none', 'agent.actor.entropy': 1e-4,
+        'agent.predict_continue': False, 'agent.continue_discount': False,
+        'agent.continue_scale': 0.0, 'agent.reward_transform': 'none',
+        'agent.actor.entropy': 1e-4,
         'agent.opt': _adam(3e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
         'agent.critic_opt': _adam(8e-5, 1e-5, 1e-6),
-        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 1000, 'run.pretrain': 101})
+        'run.train_ratio': 16 * 50 / 5, 'run.prefill': 1000, 'run.pretrain': 101,
+        'replay.prioritize_ends': False})
   config = _replace(config, **{'run.train_ratio': 16 * 50 / 5, 'run.prefill': 10_000})
   if suite == 'crafter':  # configs.yaml `crafter`: `.*\.norm: layer`
     agent = config.agent
@@ -588,7 +618,8 @@ def validate(config: Config) -> None:
     raise ValueError(f'agent.horizon must be > 1 (discount = 1 - 1/horizon), got {agent.horizon}.')
   if config.run.batch_length < 2:
     raise ValueError(f'run.batch_length must be >= 2, got {config.run.batch_length}.')
-  choices = {'agent.encoder.downsample': nets.DOWNSAMPLES, 'agent.decoder.upsample': nets.UPSAMPLES,
+  choices = {'agent.imag_targets': actor_critic.TARGETS,
+             'agent.encoder.downsample': nets.DOWNSAMPLES, 'agent.decoder.upsample': nets.UPSAMPLES,
              'agent.encoder.conv_grad': conv_lib.WEIGHT_GRADS,
              'agent.decoder.conv_grad': conv_lib.WEIGHT_GRADS,
              'agent.actor.continuous_dist': actor_critic.CONTINUOUS_DISTS,
@@ -604,6 +635,9 @@ def validate(config: Config) -> None:
       raise ValueError(f'agent.decoder.bspace={decoder.bspace} must divide agent.rssm.deter='
                        f'{agent.rssm.deter} and the decoder\'s top channels ({top}); '
                        'use agent.decoder.bspace=0 for a dense first layer.')
+  if agent.continue_discount and not agent.predict_continue:
+    raise ValueError('agent.continue_discount=True discounts only through the continue head; '
+                     'with agent.predict_continue=False set agent.continue_discount=False.')
   if agent.replay_context < 0:
     raise ValueError(f'agent.replay_context must be >= 0, got {agent.replay_context}.')
   if agent.replay_context and not agent.rssm.classes:

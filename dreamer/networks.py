@@ -70,8 +70,7 @@ class Encoder(nn.Module):
       outputs.append(nets.ImageEncoder(
           depth=cfg.depth, mults=tuple(cfg.mults), kernel=cfg.kernel, padding=cfg.padding,
           act=cfg.act, norm=cfg.norm, downsample=cfg.downsample, conv_grad=cfg.conv_grad,
-          dtype=self.dtype,
-          name='cnn')(image))
+          winit=cfg.winit, norm_eps=cfg.norm_eps, dtype=self.dtype, name='cnn')(image))
     if self.vector_dims:
       vectors = []
       for key, dim, scalar in self.vector_dims:
@@ -82,7 +81,7 @@ class Encoder(nn.Module):
         x = cmath.symlog(x)
       outputs.append(nets.MLP(
           layers=cfg.mlp_layers, units=cfg.mlp_units, act=cfg.act, norm=cfg.norm,
-          dtype=self.dtype, name='mlp')(x))
+          winit=cfg.winit, norm_eps=cfg.norm_eps, dtype=self.dtype, name='mlp')(x))
     return jnp.concatenate(outputs, -1)
 
 
@@ -114,8 +113,8 @@ class Decoder(nn.Module):
           kernel=cfg.kernel, padding=cfg.padding, act=cfg.act, norm=cfg.norm,
           output='sigmoid' if cfg.image_dist == 'mse' else 'none', outscale=cfg.outscale,
           upsample=cfg.upsample, bspace=cfg.bspace if cfg.padding == 'SAME' else 0,
-          deter=self.deter, units=cfg.mlp_units, conv_grad=cfg.conv_grad, dtype=self.dtype,
-          name='cnn')(feat)
+          deter=self.deter, units=cfg.mlp_units, conv_grad=cfg.conv_grad, winit=cfg.winit,
+          norm_eps=cfg.norm_eps, dtype=self.dtype, name='cnn')(feat)
       if cfg.image_dist != 'mse':
         image = image + 0.5   # the 'none' output lives in the x - 0.5 space
       start = 0
@@ -125,7 +124,8 @@ class Decoder(nn.Module):
     if self.vector_dims:
       total = sum(dim for _, dim, _ in self.vector_dims)
       x = nets.MLP(layers=cfg.mlp_layers, units=cfg.mlp_units, act=cfg.act, norm=cfg.norm,
-                   out=total, outscale=cfg.outscale, dtype=self.dtype, name='mlp')(feat)
+                   out=total, outscale=cfg.outscale, winit=cfg.winit, norm_eps=cfg.norm_eps,
+                   dtype=self.dtype, name='mlp')(feat)
       start = 0
       for key, dim, scalar in self.vector_dims:
         outputs[key] = x[..., start] if scalar else x[..., start:start + dim]
@@ -141,18 +141,22 @@ class Head(nn.Module):
   act: str = 'silu'
   norm: str = 'rms'
   outscale: float = 1.0
+  winit: str = 'trunc_normal'
+  norm_eps: float = 1e-4
   dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, feat):
     return nets.MLP(layers=self.layers, units=self.units, act=self.act, norm=self.norm,
-                    out=self.out_dim, outscale=self.outscale, dtype=self.dtype, name='mlp')(feat)
+                    out=self.out_dim, outscale=self.outscale, winit=self.winit,
+                    norm_eps=self.norm_eps, dtype=self.dtype, name='mlp')(feat)
 
 
 def make_head(config, dtype='float32') -> Head:
   """A Head for a HeadConfig/CriticConfig (two-hot heads output `bins` logits)."""
   return Head(out_dim=head_out_dim(config), layers=config.layers, units=config.units,
-              act=config.act, norm=config.norm, outscale=config.outscale, dtype=dtype)
+              act=config.act, norm=config.norm, outscale=config.outscale, winit=config.winit,
+              norm_eps=config.norm_eps, dtype=dtype)
 
 
 HEAD_DISTS = ('symexp_twohot', 'mse', 'normal', 'binary')

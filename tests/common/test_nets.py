@@ -265,15 +265,41 @@ def test_gru_cell_matches_numpy_loop(norm):
   for t in range(length):
     state = apply(params, state, xs[t])
     for b in range(batch):
-      z = np.concatenate([xs[t, b], expected[b]]) @ p['linear']['kernel']
-      if norm == 'none':
-        z = z + p['linear']['bias']
-      z = _np_norm(z, norm, p.get('norm'), 1e-4)
+      z = np.concatenate([xs[t, b], expected[b]]) @ p['linear']['kernel'] + p['linear']['bias']
+      z = _np_norm(z, norm, p.get('norm'), 1e-4)   # V2: the Linear's bias comes before the norm
       r, c, u = z[:size], z[size:2 * size], z[2 * size:]
       r = _sigmoid(r)
       c = np.tanh(r * c)
       u = _sigmoid(u - 1.0)
       expected[b] = u * c + (1 - u) * expected[b]
+    np.testing.assert_allclose(state, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_keras_gru_cell_matches_numpy_loop():
+  """tf.keras GRUCell (TF 2 defaults, DreamerV1's cell): reset_after, gate order [z, r, h],
+  z gates the old state; input kernel glorot-uniform, recurrent kernel orthogonal."""
+  size, inputs_dim, batch, length = 6, 3, 2, 5
+  cell = nets.KerasGRUCell(size)
+  xs = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (length, batch, inputs_dim)))
+  h0 = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (batch, size)))
+  params = cell.init(jax.random.PRNGKey(3), h0, xs[0])
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+  recurrent = p['recurrent_kernel']
+  np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(size), atol=1e-5)   # orthogonal rows
+  assert np.abs(p['kernel']).max() <= np.sqrt(6 / (inputs_dim + 3 * size))        # glorot limit
+  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(4), a.shape),
+                        params)   # nonzero biases, so their places are checked too
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+  apply = jax.jit(cell.apply)
+  state, expected = h0, h0.astype(np.float64)
+  for t in range(length):
+    state = apply(params, state, xs[t])
+    x = xs[t] @ p['kernel'] + p['bias'][0]
+    h = expected @ p['recurrent_kernel'] + p['bias'][1]
+    z = _sigmoid(x[:, :size] + h[:, :size])
+    r = _sigmoid(x[:, size:2 * size] + h[:, size:2 * size])
+    cand = np.tanh(x[:, 2 * size:] + r * h[:, 2 * size:])
+    expected = z * expected + (1 - z) * cand
     np.testing.assert_allclose(state, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -236,3 +236,46 @@ def test_update_writes_into_the_sampled_windows_and_skips_evicted_steps():
   held = replay.sample(1, len(replay))
   np.testing.assert_array_equal(held['latent'][0, :4], 7.0)   # steps first .. first + 3
   np.testing.assert_array_equal(held['latent'][0, 4:], before[4:])
+
+
+def _add_episodes(replay, lengths, stream=0, open_tail=0):
+  """Episodes of the given entry counts (is_first ... is_last), then an unfinished one."""
+  index = 0
+  for length in list(lengths) + [open_tail]:
+    for t in range(length):
+      replay.add({'id': np.int64(index), 'is_first': np.bool_(t == 0),
+                  'is_last': np.bool_(t == length - 1 and length != open_tail)}, stream)
+      index += 1
+
+
+def test_episode_sampling_is_uniform_over_complete_episodes_longer_than_the_window():
+  """V1/V2 reference replay: a uniform complete episode with more entries than the window
+  (shorter ones and the unfinished one are never used), then a uniform window inside it."""
+  replay = Replay(ReplayConfig(capacity=10_000, chunk=7, sample='episodes'), None, seed=4)
+  lengths = [12, 5, 30, 9, 20]          # the 5-entry episode is too short for length 8
+  _add_episodes(replay, lengths, open_tail=40)
+  starts = np.cumsum([0] + lengths)
+  sample = replay.sample(20_000, 8)
+  first = sample['id'][:, 0]
+  episode = np.searchsorted(starts, first, side='right') - 1
+  assert set(episode) == {0, 2, 3, 4}
+  assert (sample['id'][:, -1] < starts[episode + 1]).all()   # never past the episode's end
+  counts = np.bincount(episode, minlength=5)[[0, 2, 3, 4]]
+  assert scipy_stats.chisquare(counts).pvalue > 1e-4, counts   # uniform over episodes
+  offsets = first[episode == 2] - starts[2]                       # 23 starts in 30 entries
+  assert set(offsets) == set(range(23))
+  assert scipy_stats.chisquare(np.bincount(offsets)).pvalue > 1e-4
+  assert sample['is_first'][:, 0].all()
+  assert replay.starts(8) == (12 - 7) + (30 - 7) + (9 - 7) + (20 - 7)
+
+
+def test_episode_sampling_prioritizes_ends():
+  """V2's prioritize_ends: start = min(randint(n - L + 1 + L), n - L), so the episode's last
+  window has probability (L + 1) / (n + 1) and every other one 1 / (n + 1)."""
+  replay = Replay(ReplayConfig(capacity=10_000, chunk=16, sample='episodes',
+                               prioritize_ends=True), None, seed=5)
+  _add_episodes(replay, [30])
+  offsets = replay.sample(40_000, 8)['id'][:, 0]
+  frequency = np.bincount(offsets, minlength=23) / len(offsets)
+  np.testing.assert_allclose(frequency[22], 9 / 31, atol=0.01)
+  np.testing.assert_allclose(frequency[:22], 1 / 31, atol=0.004)

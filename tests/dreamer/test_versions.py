@@ -57,7 +57,7 @@ def test_v1_preset_matches_paper():
   assert config.env.action_repeat == 2 and agent.actor.explore_noise == 0.3
   # 100 updates of 50 x 50 every 1000 env steps = 500 agent steps; prefill 5000 env steps.
   assert config.run.train_ratio == 100 * 50 * 50 / 500 and config.run.prefill == 2500
-  assert config.run.pretrain == 100  # the first train call runs `pretrain` updates
+  assert config.run.pretrain == 101  # one update building the model, then `pretrain` = 100
 
 
 @pytest.mark.parametrize('env', ['gym_CartPole-v1', 'atari_pong'])
@@ -278,6 +278,33 @@ def test_imagined_actions_read_stop_gradient_features(algo, discrete):
   np.testing.assert_array_equal(grad_action, 0.0)
 
 
+@pytest.mark.parametrize('algo, suite, drops_last, first', [
+    ('dreamerv1', 'gym', True, None), ('dreamerv1', 'dmc_vision', False, None),
+    ('dreamerv2', 'gym', False, 0.99), ('dreamerv2', 'dmc_vision', False, None),
+    ('dreamerv3', 'gym', False, None)])
+def test_imagination_starts(algo, suite, drops_last, first):
+  """V1 with a discount head does not start from a sequence's last step; V2's first imagined
+  discount is gamma (1 - is_terminal) of the replayed start (not the head's prediction)."""
+  env = 'dmc_walker_walk' if suite == 'dmc_vision' else 'gym_CartPole-v1'
+  cfg = parse('--config', algo, '--env', env, '--size', 'debug').agent
+  length = 5
+  post = rssm_lib.RSSMState(jnp.arange(2 * length, dtype=jnp.float32).reshape(2, length, 1),
+                            jnp.zeros((2, length, 1)), {})
+  terminal = np.zeros((2, length), bool)
+  terminal[1, 2] = True
+  start, cont, starts = agent_lib.imagination_starts(cfg, post, terminal)
+  kept = length - 1 if drops_last else length
+  assert starts == kept
+  np.testing.assert_array_equal(start.deter[:, 0],
+                                np.concatenate([np.arange(kept), length + np.arange(kept)]))
+  if first is None:
+    assert cont is None
+  else:
+    want = np.full(2 * kept, first, np.float32)
+    want[kept + 2] = 0.0
+    np.testing.assert_allclose(cont, want, rtol=1e-6)
+
+
 @pytest.mark.parametrize('algo, samples', [('dreamerv2', False), ('dreamerv3', True)])
 def test_eval_actions_sample_in_v3_and_take_the_mode_in_v2(algo, samples):
   """The V3 reference's policy samples in every mode; the V2 reference evaluates the mode."""
@@ -311,7 +338,8 @@ def test_v1_discrete_exploration_is_epsilon_greedy():
 
 def test_v2_discrete_actor_gradient_is_reinforce_numpy():
   """V2 discrete actor gradient equals the REINFORCE estimator with the slow critic's baseline
-  and entropy bonus, computed by hand in NumPy on a linear actor and critic."""
+  and entropy bonus as the V2 reference indexes them (`agent.py` target, actor_loss), computed
+  by hand in NumPy on a linear actor and critic."""
   config = parse('--config', 'dreamerv2', '--env', 'gym_CartPole-v1', '--size', 'debug')
   linear = dict(layers=0, units=1)
   agent_cfg = dataclasses.replace(
@@ -336,28 +364,29 @@ def test_v2_discrete_actor_gradient_is_reinforce_numpy():
   bias = np.asarray(params['actor']['mlp']['out']['bias'], np.float64)
   slow_value = (traj['feat'] @ np.asarray(slow['mlp']['out']['kernel'])
                 + np.asarray(slow['mlp']['out']['bias']))[..., 0]
-  gamma, lam, ent = 1 - 1 / agent_cfg.horizon, agent_cfg.lam, agent_cfg.actor.entropy
-  disc = gamma * traj['cont']
-  returns = np.zeros((n, steps - 1))
-  for i in range(n):
-    following = slow_value[i, -1]
-    for t in reversed(range(steps - 1)):
-      following = traj['reward'][i, t + 1] + disc[i, t + 1] * (
-          (1 - lam) * slow_value[i, t + 1] + lam * following)
-      returns[i, t] = following
-  weight = np.cumprod(disc, 1) / gamma
+  assert agent_cfg.continue_discount   # the discount head predicts gamma (1 - terminal)
+  lam, ent = agent_cfg.lam, agent_cfg.actor.entropy
+  disc, horizon = traj['cont'], steps - 1
+  # The V2 reference (agent.py target): T_t = r_t + d_t ((1 - lam) v_{t+1} + lam T_{t+1}),
+  # T_H = v_H; weights w_t = prod_{k<t} d_k; the actor trains on s_0..s_{H-2} with T_{t+1}.
+  targets = np.zeros((n, horizon + 1))
+  targets[:, horizon] = slow_value[:, horizon]
+  for t in reversed(range(horizon)):
+    targets[:, t] = traj['reward'][:, t] + disc[:, t] * (
+        (1 - lam) * slow_value[:, t + 1] + lam * targets[:, t + 1])
+  weight = np.cumprod(np.concatenate([np.ones((n, 1)), disc[:, :-1]], 1), 1)
   ref_kernel, ref_bias = np.zeros_like(kernel), np.zeros_like(bias)
   for i in range(n):
-    for t in range(steps - 1):
+    for t in range(horizon - 1):
       x = traj['feat'][i, t].astype(np.float64)
       logits = x @ kernel + bias
       probs = np.exp(logits - logits.max())
       probs /= probs.sum()
-      advantage = returns[i, t] - slow_value[i, t]
+      advantage = targets[i, t + 1] - slow_value[i, t]
       dlogp = traj['action'][i, t] - probs                       # d log pi(a) / d logits
       entropy = -(probs * np.log(probs)).sum()
       dentropy = -probs * (np.log(probs) + entropy)              # d H / d logits
-      dloss = -weight[i, t] * (advantage * dlogp + ent * dentropy) / (n * (steps - 1))
+      dloss = -weight[i, t] * (advantage * dlogp + ent * dentropy) / (n * (horizon - 1))
       ref_kernel += np.outer(x, dloss)
       ref_bias += dloss
   np.testing.assert_allclose(grad['mlp']['out']['kernel'], ref_kernel, rtol=1e-3, atol=1e-6)
