@@ -60,18 +60,27 @@ def _check_act_space(act_space):
                      f'[A] in [-1, 1]; got shape {shape}.')
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  """One optimizer over all parameters (V3 code) or one per module (V1/V2)."""
+def make_optimizer(config) -> tuple:
+  """(optimizer, per-module optimizers): one optimizer over all parameters (V3 code), or one
+  per module (V1/V2) with its own state {'world_model', 'actor', 'critic'} (None for V3)."""
   if config.single_optimizer:
-    return optim_lib.make_optimizer(config.opt)
-  transforms = {'world_model': optim_lib.make_optimizer(config.opt),
-                'actor': optim_lib.make_optimizer(config.actor_opt),
-                'critic': optim_lib.make_optimizer(config.critic_opt)}
+    if config.model_first:
+      raise ValueError('agent.model_first needs one optimizer per module '
+                       '(agent.single_optimizer=False).')
+    return optim_lib.make_optimizer(config.opt), None
+  modules = {'world_model': optim_lib.make_optimizer(config.opt),
+             'actor': optim_lib.make_optimizer(config.actor_opt),
+             'critic': optim_lib.make_optimizer(config.critic_opt)}
 
-  def labels(params):
-    return {name: jax.tree.map(lambda _: name, tree) for name, tree in params.items()}
+  def init_fn(params):
+    return {name: modules[name].init(params[name]) for name in modules}
 
-  return optax.multi_transform(transforms, labels)
+  def update_fn(grads, state, params=None):
+    out = {name: modules[name].update(grads[name], state[name], params[name])
+           for name in modules}
+    return {n: u for n, (u, _) in out.items()}, {n: s for n, (_, s) in out.items()}
+
+  return optax.GradientTransformation(init_fn, update_fn), modules
 
 
 def _all_finite(tree) -> jax.Array:
@@ -109,7 +118,7 @@ def imagine(wm: wm_lib.WorldModel, ac: ac_lib.ActorCritic, wm_params: dict, acto
 
 
 def imagination_starts(cfg, post: rssm_lib.RSSMState, is_terminal: jax.Array) -> tuple:
-  """(start states [N], first continue flags [N] or None, starts per sequence K).
+  """(start states [N], first continue flags [N] or None, the slice of time steps started from).
 
   Starts: the last `imag_starts` steps of each sequence (0: all), stop-gradient; V1 with a
   discount head drops each sequence's last step ("could be terminal", reference dreamer.py
@@ -119,15 +128,15 @@ def imagination_starts(cfg, post: rssm_lib.RSSMState, is_terminal: jax.Array) ->
   """
   length = post.deter.shape[1]
   stop = length - 1 if cfg.imag_skip_last else length
-  starts = min(cfg.imag_starts or stop, stop)
-  pick = lambda x: x[:, stop - starts:stop].reshape((-1,) + x.shape[2:])
+  steps = slice(stop - min(cfg.imag_starts or stop, stop), stop)
+  pick = lambda x: x[:, steps].reshape((-1,) + x.shape[2:])
   start = jax.tree.map(lambda x: sg(pick(x)), post)
   first = None
   if cfg.replay_start_continue and cfg.predict_continue:
     first = 1.0 - pick(jnp.asarray(is_terminal)).astype(jnp.float32)
     if cfg.continue_discount:  # the head's targets are discounted continue flags
       first = first * ac_lib.discount(cfg)
-  return start, first, starts
+  return start, first, steps
 
 
 def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
@@ -141,7 +150,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   cfg = config.agent
   wm = wm_lib.make(cfg, obs_space, act_space, dtype)
   ac = ac_lib.make(cfg, act_space, dtype)
-  optimizer = make_optimizer(cfg)
+  optimizer, module_optimizers = make_optimizer(cfg)
   feat_size = wm_lib.feat_dim(wm)
   horizon = int(cfg.imag_horizon)
   if horizon < 1:
@@ -186,36 +195,70 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       return jnp.argmax(action, -1).astype(jnp.int32), carry
     return action, carry
 
-  def _imagine(params, post, batch, key):
-    """Imagined trajectory from the posterior states post [B, T] -> dict of [N, H+1, ...]."""
-    start, first_cont, starts = imagination_starts(cfg, post, batch['is_terminal'])
+  def behaviour_loss(ac_params, wm_params, slow_critic, retnorm, post, feat, batch, key):
+    """Actor and critic losses from imagination started at the posterior states post [B, T].
+
+    feat [B, T, F] are the posterior features the replay value loss (V3) reads; they carry
+    gradients into the world model where `critic.replay_grad` is set.
+    """
+    start, first_cont, steps = imagination_starts(cfg, post, batch['is_terminal'])
     # The actor's loss never trains the world model (V1-V3): its parameters are constants.
-    traj = imagine(wm, ac, sg(params['world_model']), params['actor'], start, horizon, key)
+    traj = imagine(wm, ac, sg(wm_params), ac_params['actor'], start, horizon, key)
     if first_cont is not None:
       traj['cont'] = traj['cont'].at[:, 0].set(first_cont)
-    return traj, starts
-
-  def loss_fn(params, slow_critic, retnorm, batch, key):
-    wm_key, img_key = jax.random.split(key)
-    model_loss, (post, feat, batch, metrics) = wm_lib.loss(
-        wm, params['world_model'], batch, wm_key)
-    traj, starts = _imagine(params, post, batch, img_key)
-    policy_loss, value_loss, retnorm, returns, ac_metrics = ac_lib.imagination_loss(
-        ac, params, slow_critic, retnorm, traj)
-    metrics.update(ac_metrics)
-    total = model_loss + cfg.policy_scale * policy_loss + cfg.value_scale * value_loss
+    policy_loss, value_loss, retnorm, returns, metrics = ac_lib.imagination_loss(
+        ac, ac_params, slow_critic, retnorm, traj)
+    total = cfg.policy_scale * policy_loss + cfg.value_scale * value_loss
     if cfg.critic.replay_loss:
-      batch_size = feat.shape[0]
-      boot = returns[:, 0].reshape(batch_size, starts)
-      tail = {k: batch[k][:, -starts:] for k in ('reward', 'is_last', 'is_terminal')}
+      boot = returns[:, 0].reshape(feat.shape[0], -1)
+      tail = {k: batch[k][:, steps] for k in ('reward', 'is_last', 'is_terminal')}
       tail['reward'] = wm_lib.transform_reward(cfg, tail['reward'].astype(jnp.float32))
       repval, repval_metrics = ac_lib.replay_value_loss(
-          ac, params['critic'], slow_critic, feat[:, -starts:], tail, boot)
+          ac, ac_params['critic'], slow_critic, feat[:, steps], tail, boot)
       total = total + cfg.repval_scale * repval
       metrics.update(repval_metrics)
       metrics['repval_loss'] = sg(repval)
-    metrics.update(policy_loss=sg(policy_loss), value_loss=sg(value_loss), loss=sg(total))
+    metrics.update(policy_loss=sg(policy_loss), value_loss=sg(value_loss))
+    return total, (retnorm, metrics)
+
+  def loss_fn(params, slow_critic, retnorm, batch, key):
+    """The joint loss of one update (V1, V3): every module's gradient at the same parameters."""
+    wm_key, img_key = jax.random.split(key)
+    model_loss, (post, feat, batch, metrics) = wm_lib.loss(
+        wm, params['world_model'], batch, wm_key)
+    ac_params = {'actor': params['actor'], 'critic': params['critic']}
+    behaviour, (retnorm, ac_metrics) = behaviour_loss(
+        ac_params, params['world_model'], slow_critic, retnorm, post, feat, batch, img_key)
+    metrics.update(ac_metrics)
+    total = model_loss + behaviour
+    metrics['loss'] = sg(total)
     return total, (retnorm, sg(post), metrics)
+
+  def model_first_grads(state, batch, key):
+    """V2 (reference agent.py train): the world model's update first, then the actor and
+    critic losses imagined with the updated world model from the pre-update posteriors.
+    Returns (total, retnorm, post, metrics, grads, updates, opt_state)."""
+    wm_key, img_key = jax.random.split(key)
+    params, opt_state = state.params, state.opt_state
+    (model_loss, (post, feat, batch, metrics)), wm_grads = jax.value_and_grad(
+        lambda p: wm_lib.loss(wm, p, batch, wm_key), has_aux=True)(params['world_model'])
+    wm_updates, wm_opt = module_optimizers['world_model'].update(
+        wm_grads, opt_state['world_model'], params['world_model'])
+    new_wm = optax.apply_updates(params['world_model'], wm_updates)
+    ac_params = {'actor': params['actor'], 'critic': params['critic']}
+    (behaviour, (retnorm, ac_metrics)), ac_grads = jax.value_and_grad(
+        behaviour_loss, has_aux=True)(ac_params, new_wm, state.slow_critic, state.retnorm,
+                                      sg(post), sg(feat), batch, img_key)
+    metrics.update(ac_metrics)
+    grads, updates, new_opt = {'world_model': wm_grads}, {'world_model': wm_updates}, {
+        'world_model': wm_opt}
+    for name in ac_params:
+      updates[name], new_opt[name] = module_optimizers[name].update(
+          ac_grads[name], opt_state[name], params[name])
+      grads[name] = ac_grads[name]
+    total = model_loss + behaviour
+    metrics['loss'] = sg(total)
+    return total, retnorm, sg(post), metrics, grads, updates, new_opt
 
   def train(state: TrainState, batch: dict):
     """One update on a replayed batch [B, K + T, ...] -> (state, metrics).
@@ -225,10 +268,14 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     """
     _check_batch(batch)
     key, step_key = jax.random.split(state.key)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (total, (retnorm, post, metrics)), grads = grad_fn(
-        state.params, state.slow_critic, state.retnorm, batch, step_key)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    if cfg.model_first:
+      total, retnorm, post, metrics, grads, updates, opt_state = model_first_grads(
+          state, batch, step_key)
+    else:
+      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+      (total, (retnorm, post, metrics)), grads = grad_fn(
+          state.params, state.slow_critic, state.retnorm, batch, step_key)
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     slow = returns_lib.slow_target_update(
         state.slow_critic, params['critic'], state.step, cfg.critic.slow_rate,

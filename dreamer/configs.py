@@ -194,6 +194,7 @@ class DreamerConfig:
   reward_transform: str = 'none'  # 'none' or 'tanh' (V2 Atari reward clipping)
   # Optimisation: one optimizer over all modules (V3 code) or one per module.
   single_optimizer: bool = True
+  model_first: bool = False       # V2 code: update the world model, then imagine with it
   opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
       kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
   actor_opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
@@ -353,7 +354,7 @@ def dreamerv2(config: Config) -> Config:
       'agent.continue_discount': True, 'agent.predict_continue': True,
       'agent.continue_scale': 1.0, 'agent.repval_scale': 0.0,
       'agent.reward_transform': 'tanh', 'agent.imag_starts': 0, 'agent.replay_context': 0,
-      'agent.imag_targets': 'v2', 'agent.replay_start_continue': True,
+      'agent.imag_targets': 'v2', 'agent.replay_start_continue': True, 'agent.model_first': True,
       'agent.single_optimizer': False,
       'agent.opt': _adam(1e-4, 1e-5, 1e-6), 'agent.actor_opt': _adam(8e-5, 1e-5, 1e-6),
       'agent.critic_opt': _adam(2e-4, 1e-5, 1e-6),

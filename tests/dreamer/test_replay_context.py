@@ -65,3 +65,11 @@ def test_window_starts_from_the_stored_latent_and_real_previous_action():
   first, _, _, _, _ = observe(batch)
   reset, _, _, _, _ = observe(other)
   np.testing.assert_allclose(first.deter[:, 0], reset.deter[:, 0], rtol=1e-6)
+
+
+def test_replay_memory_counts_two_bytes_per_deter_unit_and_one_per_variable():
+  from experiments import replay_memory  # pylint: disable=g-import-not-at-top
+  full, parts = replay_memory.bytes_per_step('size1m', 'atari', context=True, chunk=8)
+  plain, _ = replay_memory.bytes_per_step('size1m', 'atari', context=False, chunk=8)
+  assert parts['context/deter'] == 2 * 512 and parts['context/stoch'] == 32
+  assert full - plain == 2 * 512 + 32 and parts['image'] == 96 * 96

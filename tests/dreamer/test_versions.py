@@ -179,6 +179,27 @@ def test_train_step_is_finite(algo, discrete):
     assert 0.0 < float(metrics['continue_pred_mean']) < 1.0
 
 
+def test_v2_updates_the_world_model_before_imagining():
+  """V2 (reference agent.py train): the world model's update comes first and the actor and
+  critic learn from imagination with the updated model; the joint update (V1, V3) imagines
+  with the model before its update. Same world-model update either way."""
+  config = parse('--config', 'dreamerv2', '--env', 'gym_CartPole-v1', '--size', 'debug')
+  assert config.agent.model_first
+  results = {}
+  for model_first in (True, False):
+    cfg = dataclasses.replace(config, agent=dataclasses.replace(config.agent,
+                                                                model_first=model_first))
+    agent = agent_lib.make_agent(cfg, _vector_spaces(), Space(np.int32, (), 0, 2))
+    state = jit(agent.init)(jax.random.PRNGKey(0))
+    results[model_first] = jax.tree.map(np.asarray, jit(agent.train)(state, _batch(True))[0])
+  first, joint = results[True], results[False]
+  jax.tree.map(np.testing.assert_array_equal, first.params['world_model'],
+               joint.params['world_model'])
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b, rtol=1e-6, atol=1e-9),
+                         first.params['critic'], joint.params['critic'])
+  assert any(jax.tree.leaves(changed))
+
+
 # ---------------------------------------------------------------- KL balancing
 
 
@@ -292,9 +313,9 @@ def test_imagination_starts(algo, suite, drops_last, first):
                             jnp.zeros((2, length, 1)), {})
   terminal = np.zeros((2, length), bool)
   terminal[1, 2] = True
-  start, cont, starts = agent_lib.imagination_starts(cfg, post, terminal)
+  start, cont, steps = agent_lib.imagination_starts(cfg, post, terminal)
   kept = length - 1 if drops_last else length
-  assert starts == kept
+  assert (steps.start, steps.stop) == (0, kept)
   np.testing.assert_array_equal(start.deter[:, 0],
                                 np.concatenate([np.arange(kept), length + np.arange(kept)]))
   if first is None:
