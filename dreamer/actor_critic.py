@@ -224,7 +224,10 @@ def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_
     objective = returns / scale
   else:
     advantage = sg((returns - targets.baseline) / scale)
-    objective = policy.log_prob(sg(action[:, states])) * advantage
+    # 'both' (V2 agent.py actor_loss): the log-prob of the action as sampled, so its
+    # straight-through or reparameterised gradient stays in the REINFORCE term too.
+    taken = action[:, states] if grad_mode == 'both' else sg(action[:, states])
+    objective = policy.log_prob(taken) * advantage
     if grad_mode == 'both':
       mix = cfg.actor.grad_mix
       objective = mix * returns / scale + (1.0 - mix) * objective

@@ -375,17 +375,18 @@ def atari(config: Config) -> Config:
   published atari57 curves; the newer f8817c4 draws up to 30 no-ops)."""
   return _replace(config, suite='atari', **{
       'env.size': (96, 96), 'env.gray': True, 'env.action_repeat': 4, 'env.sticky': True,
-      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0,
+      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0, 'env.time_limit': 25_000,
       'run.train_ratio': 32.0, 'run.steps': 50_000_000})
 
 
 def atari100k(config: Config) -> Config:
   """Atari 100k: 400k frames (110k agent steps), one env, train ratio 256; 64x64 RGB, no
-  sticky actions, all 18 actions, no no-ops (danijar/dreamerv3 2411f7d `atari100k`, the
-  configuration of the published curves; f8817c4 uses the minimal set and 30 no-ops)."""
+  sticky actions, all 18 actions, no no-ops, episodes cut at 100k frames (danijar/dreamerv3
+  2411f7d `atari100k`, the configuration of the published curves; f8817c4 uses the minimal
+  set and 30 no-ops)."""
   return _replace(config, suite='atari100k', **{
       'env.size': (64, 64), 'env.gray': False, 'env.action_repeat': 4, 'env.sticky': False,
-      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0,
+      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0, 'env.time_limit': 25_000,
       'run.train_ratio': 256.0, 'run.envs': 1, 'run.steps': 110_000})
 
 

@@ -81,6 +81,7 @@ def test_suite_presets():
   a100k = parse('--env', 'atari100k_pong')
   assert a100k.run.envs == 1 and a100k.run.steps == 110_000
   assert (a100k.env.noops, a100k.env.actions, a100k.env.sticky) == (0, 'all', False)
+  assert a100k.env.time_limit * a100k.env.action_repeat == 100_000   # 2411f7d `length`
   for suite in ('dmc_proprio', 'dmc_vision'):
     dmc = parse('--env', 'dmc_walker_walk', '--suite', suite)
     assert (dmc.size, dmc.run.train_ratio, dmc.env.action_repeat) == ('size12m', 512.0, 2)

@@ -442,6 +442,9 @@ def test_learns_cartpole(tmp_path, algo, threshold):
   V1's best 10-episode average was 67.5 over the 20k steps, so it asserts 60. V2's run was
   stopped at 12.2k steps (~2 h 20 min for all 20k on the 2-core CPU) with a best of 362.9,
   reached by 9.1k steps; the best can only grow with more steps, so it asserts 350.
+  Both were measured before the reference-fidelity changes of issue 17 (episode replay that
+  trains only inside complete episodes longer than 50 steps, each version's return indexing,
+  V2's update order, Keras/glorot initialisation); they are not re-measured yet.
   """
   from dreamer import main as dreamer_main  # pylint: disable=g-import-not-at-top
   dreamer_main.main([
