@@ -169,9 +169,9 @@ class _Loop:
   # --- checkpoints --------------------------------------------------------------
 
   def save(self, replay):
+    self.write_entries(replay)
     if replay is not None and replay.directory:
       replay.save()
-    self.write_entries(replay)
     meta = {'agent_steps': self.step, 'updates': self.ratio.updates if self.ratio else 0,
             'train_start': self.ratio.start if self.ratio else 0,
             'replay': replay.stats() if replay is not None else {}}
@@ -394,13 +394,14 @@ def _train(loop):
 
     def random_policy(obs):
       del obs
+      loop.last_entries = None
       return np.stack([loop.act_space.sample(rng) for _ in range(num_envs)])
     train_policy = _Policy(loop, 'train', num_envs)
 
     def on_step(transition, worker):
       step = _strip_log(transition)
       if loop.empty_entries:  # the policy's latent (V3 replay context); zeros for random actions
-        acted = loop.last_entries if loop.step >= run_config.prefill else None
+        acted = loop.last_entries
         step.update({key: acted[key][worker] if acted else empty
                      for key, empty in loop.empty_entries.items()})
       replay.add(step, worker)
