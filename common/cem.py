@@ -8,13 +8,16 @@ sequences starts at Normal(0, 1); each iteration samples C candidate
 sequences, clips them to the action bounds, scores each by the sum of the
 rewards the model predicts along it, and refits mean and std to the top K:
 
-    mean, std <- moments of the K candidates with the highest sum_h r_h.
+    mean, std <- mean, sqrt(var + 1e-6) of the K candidates with the highest sum_h r_h
+
+(the reference's `control/planning.py` floor, so the belief never collapses to a point).
 
 After the last iteration the agent executes the first action of `mean`.
 
 The planner knows nothing about the model: it takes
-`rollout_fn(state, actions [C, H, A]) -> rewards [C, H]`, where `state` is any
-pytree (e.g. an RSSM state plus a PRNG key for stochastic rollouts), so every
+`rollout_fn(state, actions [C, H, A], key) -> rewards [C, H]`, where `state` is any
+pytree (e.g. an RSSM state) and `key` a fresh PRNG key for each iteration (stochastic
+models sample new latents every iteration, as the reference's rollouts do), so every
 world model of the suite can plan with it. Functions here are pure and never
 jit themselves; the caller jits (and `plan_batch` vmaps over environments).
 """
@@ -24,7 +27,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-RolloutFn = Callable[[Any, jax.Array], jax.Array]
+RolloutFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+STD_FLOOR = 1e-6   # added to the elites' variance (reference control/planning.py)
 
 
 def _check_sizes(action_dim, horizon, candidates, top_k, iterations):
@@ -50,6 +54,11 @@ def _check_key(key):
                      f'PRNGKey(0)), got shape {key.shape} dtype {key.dtype}.')
 
 
+def refit(elites: jax.Array) -> tuple:
+  """(mean, std) of elite sequences [K, H, A]: std = sqrt(var + 1e-6) as the reference."""
+  return elites.mean(axis=0), jnp.sqrt(elites.var(axis=0) + STD_FLOOR)
+
+
 def plan(rollout_fn: RolloutFn,
          state: Any,
          key: jax.Array,
@@ -65,13 +74,13 @@ def plan(rollout_fn: RolloutFn,
   """CEM over action sequences for one start state (PlaNet, Algorithm 2).
 
   Defaults are PlaNet's: horizon 12, 1000 candidates, top 100, 10 iterations,
-  initial Normal(0, 1), actions clipped to [-1, 1], mean and (population) std
+  initial Normal(0, 1), actions clipped to [-1, 1], mean and sqrt(variance + 1e-6)
   refit to the clipped top-K candidates.
 
   Args:
-    rollout_fn: `rollout_fn(state, actions [C, H, A]) -> rewards [C, H]`; the
-      predicted reward after each action of each candidate. Traced once per
-      call of the jitted caller (iterations run under `lax.scan`).
+    rollout_fn: `rollout_fn(state, actions [C, H, A], key) -> rewards [C, H]`; the
+      predicted reward after each action of each candidate, `key` new every iteration.
+      Traced once per call of the jitted caller (iterations run under `lax.scan`).
     state: any pytree handed unchanged to `rollout_fn`.
     key: PRNG key for the candidate noise.
     action_dim: A, the size of a continuous action.
@@ -96,19 +105,17 @@ def plan(rollout_fn: RolloutFn,
 
   def iteration(belief, iteration_key):
     mean, std = belief
+    noise_key, rollout_key = jax.random.split(iteration_key)
     noise = jax.random.normal(
-        iteration_key, (candidates, horizon, action_dim), mean.dtype)
+        noise_key, (candidates, horizon, action_dim), mean.dtype)
     actions = jnp.clip(mean + std * noise, min_action, max_action)
-    rewards = rollout_fn(state, actions)
+    rewards = rollout_fn(state, actions, rollout_key)
     chex.assert_shape(rewards, (candidates, horizon))
     returns = rewards.astype(jnp.float32).sum(axis=1)
     # Candidates whose predicted return is NaN never become elites.
     returns = jnp.where(jnp.isnan(returns), -jnp.inf, returns)
     elite_returns, elite_index = jax.lax.top_k(returns, top_k)
-    elites = actions[elite_index]  # [K, H, A]
-    mean = elites.mean(axis=0)
-    std = elites.std(axis=0)
-    return (mean, std), elite_returns.mean()
+    return refit(actions[elite_index]), elite_returns.mean()
 
   keys = jax.random.split(key, iterations)
   (mean, _), _ = jax.lax.scan(iteration, (mean, std), keys)

@@ -22,7 +22,7 @@ class KLConfig:
   """Which paper's KL loss. Defaults are DreamerV1/PlaNet's; see `kl_loss`."""
   mode: str = 'plain'      # 'plain' (PlaNet/V1), 'balanced' (V2), 'split' (V3)
   free: float = 3.0        # free nats (V1/PlaNet 3, V2 1 (Atari 0), V3 1 "free bits")
-  free_avg: bool = True    # clip the batch-mean KL (V1/V2 reference code) instead of each step's KL (V3)
+  free_avg: bool = True    # clip the batch-mean KL (V1/V2 reference code) instead of each step's KL (V3, PlaNet)
   balance: float = 0.8     # V2 alpha: the share of the gradient that trains the prior
   dyn_scale: float = 1.0   # V3 weight of the dynamics loss (trains the prior)
   rep_scale: float = 0.1   # V3 weight of the representation loss (trains the posterior)

@@ -422,6 +422,39 @@ class GRUCell(nn.Module):
     return update * cand + (1 - update) * state.astype(jnp.float32)
 
 
+class ClassicGRUCell(nn.Module):
+  """TensorFlow's GRUBlockCell (PlaNet reference, `models/rssm.py`): Cho et al.'s GRU.
+
+    [r, u] = sigmoid([x, h] W_ru + b_ru)           (b_ru starts at 1: u ~ 0.73 keeps h)
+    c      = act([x, r * h] W_c + b_c)             (the reset gate acts on h before W_c)
+    h'     = u * h + (1 - u) * c
+  W_ru [I + D, 2D] and W_c [I + D, D] glorot-uniform, b_c zeros.
+  __call__(state [B, D], inputs [B, I]) -> new state, float32 [B, D].
+  """
+  size: int
+  act: str = 'tanh'
+  dtype: str = 'float32'
+
+  @nn.compact
+  def __call__(self, state, inputs):
+    _check_cell_inputs(state, inputs, self.size)
+    dtype = _dtype(self.dtype)
+    fan_in = inputs.shape[-1] + self.size
+    w_ru = self.param('w_ru', jax.nn.initializers.glorot_uniform(), (fan_in, 2 * self.size),
+                      jnp.float32)
+    b_ru = self.param('b_ru', jax.nn.initializers.ones, (2 * self.size,), jnp.float32)
+    w_c = self.param('w_c', jax.nn.initializers.glorot_uniform(), (fan_in, self.size),
+                     jnp.float32)
+    b_c = self.param('b_c', jax.nn.initializers.zeros, (self.size,), jnp.float32)
+    h = state.astype(jnp.float32)
+    x = inputs.astype(dtype)
+    gates = jnp.concatenate([x, h.astype(dtype)], -1) @ w_ru.astype(dtype)
+    reset, update = jnp.split(jax.nn.sigmoid(gates.astype(jnp.float32) + b_ru), 2, -1)
+    cand = jnp.concatenate([x, (reset * h).astype(dtype)], -1) @ w_c.astype(dtype)
+    cand = get_act(self.act)(cand.astype(jnp.float32) + b_c)
+    return update * h + (1 - update) * cand
+
+
 class KerasGRUCell(nn.Module):
   """tf.keras.layers.GRUCell as TF 2 builds it by default (DreamerV1 reference, `models.py`).
 

@@ -8,8 +8,8 @@
 One module covers
   * PlaNet / DreamerV1: Gaussian z (classes=0), std = softplus(.) + min_std,
     ReLU (PlaNet) / ELU (V1), no norm, zero initial state; V1's cell is Keras'
-    GRUCell (`core='keras_gru'`); PlaNet's here is a GRU of V2's form without norm
-    (its reference's GRUBlockCell differs: FIDELITY.md).
+    GRUCell (`core='keras_gru'`), PlaNet's TensorFlow's GRUBlockCell (`core='classic_gru'`:
+    the reset gate acts on h before its matmul, gate biases start at 1).
   * DreamerV2 (Sec. 2): 32 categoricals of 32 classes with straight-through
     one-hot samples, layer-normed GRU (update bias -1, Keras epsilon 1e-3).
   * DreamerV3 (App. B): categoricals mixed with 1% uniform (unimix), block GRU
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from common import distributions, nets
 
 
-CORES = ('gru', 'keras_gru', 'block_gru')
+CORES = ('gru', 'classic_gru', 'keras_gru', 'block_gru')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +47,10 @@ class RSSMConfig:
   stoch: int = 32            # number of latent variables (Gaussian dims or categoricals)
   classes: int = 32          # classes per categorical; 0 = Gaussian latent
   unimix: float = 0.01       # uniform mixture of categorical probabilities (V3: 1%)
-  core: str = 'block_gru'    # 'gru' (PlaNet/V2) | 'keras_gru' (V1) | 'block_gru' (V3)
+  core: str = 'block_gru'    # 'classic_gru' (PlaNet) | 'keras_gru' (V1) | 'gru' (V2) | 'block_gru' (V3)
   blocks: int = 8            # groups of the block GRU
   dyn_layers: int = 1        # hidden block-linear layers inside the block GRU
-  gru_norm: str = 'layer'    # norm of the 'gru' core's gates: 'layer' (V2) | 'none' (PlaNet)
+  gru_norm: str = 'layer'    # norm of the 'gru' core's gates: 'layer' (V2) | 'none' 
   update_bias: float = -1.0  # added to the GRU's update-gate pre-activation
   img_layers: int = 2        # hidden layers of the prior head p(z | h)
   obs_layers: int = 1        # hidden layers of the posterior head q(z | h, e)
@@ -83,11 +83,11 @@ class RSSMConfig:
     nets.get_act(self.act)
 
 
-PLANET = RSSMConfig(deter=200, hidden=200, stoch=30, classes=0, unimix=0.0, core='gru',
+PLANET = RSSMConfig(deter=200, hidden=200, stoch=30, classes=0, unimix=0.0, core='classic_gru',
                     gru_norm='none', update_bias=0.0, img_layers=1, obs_layers=1, act='relu',
                     norm='none', initial='zeros', winit='glorot_uniform')
 DREAMERV1 = dataclasses.replace(PLANET, act='elu', core='keras_gru')
-# DreamerV2 reference code defaults (deter 400); its Atari preset uses 600, DMC 200.
+# DreamerV2 reference code defaults (deter 1024); its Atari preset uses 600, DMC 200.
 DREAMERV2 = RSSMConfig(deter=1024, hidden=1024, stoch=32, classes=32, unimix=0.0, core='gru',
                        gru_norm='layer', img_layers=1, obs_layers=1, act='elu', norm='none',
                        norm_eps=1e-3, initial='zeros', winit='glorot_uniform')
@@ -109,12 +109,14 @@ class RSSM(nn.Module):
   def setup(self):
     c = self.config
     dt = c.dtype
-    if c.core in ('gru', 'keras_gru'):
+    if c.core != 'block_gru':
       self.img_in = nets.dense(c.hidden, c.winit, dtype=dt)
       self.img_in_norm = nets.Norm(c.norm, c.norm_eps, dtype=dt)
       if c.core == 'gru':
         self.cell = nets.GRUCell(c.deter, norm=c.gru_norm, update_bias=c.update_bias,
                                  winit=c.winit, norm_eps=c.norm_eps, dtype=dt)
+      elif c.core == 'classic_gru':
+        self.cell = nets.ClassicGRUCell(c.deter, dtype=dt)
       else:
         self.cell = nets.KerasGRUCell(c.deter, dtype=dt)
     else:

@@ -166,8 +166,11 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   def overshooting_loss(params, post, key, is_first, action):
     kl, mask = overshooting_kl(rssm, params['rssm'], post, is_first, action, cfg.overshooting, key)
     mask = mask & (jnp.arange(cfg.overshooting) >= 1)  # d = 1 is the standard KL term
-    mean_kl = (kl * mask).sum() / jnp.maximum(mask.sum(), 1)
-    return jnp.maximum(mean_kl, cfg.kl.free), mean_kl
+    count = jnp.maximum(mask.sum(), 1)
+    mean_kl = (kl * mask).sum() / count
+    if cfg.kl.free_avg:
+      return jnp.maximum(mean_kl, cfg.kl.free), mean_kl
+    return (jnp.maximum(kl, cfg.kl.free) * mask).sum() / count, mean_kl   # per term, as the reference
 
   def loss_fn(params, batch, key):
     image_key, obs_key, os_key = jax.random.split(key, 3)
@@ -229,9 +232,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     return rssm_lib.RSSMState(deter, stoch, stats), jnp.zeros((num_envs, action_dim), jnp.float32)
 
   def make_rollout(params):
-    """rollout_fn for `common.cem`: (latent [no batch], key), actions [C, H, A] -> rewards [C, H]."""
-    def rollout(plan_state, actions):
-      latent, key = plan_state
+    """rollout_fn for `common.cem`: latent [no batch], actions [C, H, A], key -> rewards [C, H]."""
+    def rollout(latent, actions, key):
       start = jax.tree.map(lambda x: jnp.broadcast_to(x[None], (actions.shape[0],) + x.shape),
                            latent)
       states, _ = rssm_lib.imagine(rssm, params['rssm'], start, actions, None, key)
@@ -245,7 +247,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     latent, prev_action = carry
     num = obs['image'].shape[0]
     chex.assert_shape(obs['image'], (num,) + image_shape)
-    image_key, obs_key, plan_key, rollout_key, noise_key = jax.random.split(key, 5)
+    image_key, obs_key, plan_key, noise_key = jax.random.split(key, 4)
     params = state.params
     embed = encoder.apply(params['encoder'], preprocess(obs['image'], bits, image_key))
     latent, _ = rssm.apply(params['rssm'], latent, prev_action, embed,
@@ -254,7 +256,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       action = jax.random.uniform(noise_key, (num, action_dim), jnp.float32, -1.0, 1.0)
       return action, (latent, action)
     plans = cem.plan_batch(
-        make_rollout(params), (latent, jax.random.split(rollout_key, num)), plan_key,
+        make_rollout(params), latent, plan_key,
         action_dim, horizon=planner.horizon, candidates=planner.candidates,
         top_k=planner.top_k, iterations=planner.iterations)
     action = plans[:, 0]

@@ -13,8 +13,9 @@ is silent, its reference code's (google-research/planet, scripts/configs.py):
   * Reward model: the paper's appendix describes the non-recurrent functions
     as fully connected ReLU layers; the released code's reward head is
     3 x 300 ReLU with a unit-variance Gaussian output, used here.
-  * Loss: Eq. 3 with free nats 3 (KL 'plain', clipped at the batch mean as in
-    the reference code), reward log-likelihood scaled by 10 (reference code),
+  * Loss: Eq. 3 with free nats 3 clipping each (batch, time) step's KL, as the
+    reference code does (training/utility.py: mean of max(KL_bt, 3)), reward
+    log-likelihood scaled by 10 (reference code),
     latent overshooting (Eq. 7) available but off (reference default).
   * Adam, lr 1e-3, eps 1e-4, global-norm clip 1000, batch 50 sequences of
     50 steps, images quantised to 5 bits with uniform dequantisation noise.
@@ -81,7 +82,7 @@ class PlanetConfig:
   reward_layers: int = 3          # hidden layers of the reward model
   reward_units: int = 300         # units per hidden layer of the reward model
   reward_act: str = 'relu'
-  kl: kl_lib.KLConfig = kl_lib.KLConfig(mode='plain', free=3.0, free_avg=True)
+  kl: kl_lib.KLConfig = kl_lib.KLConfig(mode='plain', free=3.0, free_avg=False)
   image_scale: float = 1.0        # weight of the image log-likelihood
   reward_scale: float = 10.0      # weight of the reward log-likelihood (reference code)
   image_bits: int = 5             # images quantised to this many bits, plus U(0, 2^-bits) noise

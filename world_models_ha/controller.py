@@ -4,8 +4,8 @@ a_t = W_c [z_t, h_t] + b_c, squashed per environment as the reference code does:
   * CarRacing: tanh, then steering in [-1, 1], gas (a + 1) / 2 in [0, 1], brake clip(a, 0, 1)
     (3 outputs; 867 parameters for z 32 and h 256).
   * DoomTakeCover: one tanh output quantised to left (-1), stay (0) or right (+1) with thresholds
-    +-1/3; the reference feeds it [z, c, h] (the LSTM cell and hidden state; 1,089 parameters for
-    z 64 and 512 units).
+    +-1/3; the reference feeds it [z, c, h] (the LSTM cell and hidden state) with no bias
+    (doomrnn/model.py: 1,088 parameters for z 64 and 512 units).
 """
 import chex
 import jax.numpy as jnp
@@ -23,10 +23,13 @@ def input_size(z_size: int, hidden: int, use_cell: bool) -> int:
   return z_size + hidden * (2 if use_cell else 1)
 
 
-def init_params(num_inputs: int, num_outputs: int):
-  """Zero weights and biases (the reference starts CMA-ES at zeros). {'weight': [I, O], 'bias': [O]}."""
-  return {'weight': jnp.zeros((num_inputs, num_outputs), jnp.float32),
-          'bias': jnp.zeros((num_outputs,), jnp.float32)}
+def init_params(num_inputs: int, num_outputs: int, bias: bool = True):
+  """Zero weights and biases (the reference starts CMA-ES at zeros): {'weight': [I, O],
+  'bias': [O]}; without 'bias' for the Doom controller, which has none in the reference."""
+  params = {'weight': jnp.zeros((num_inputs, num_outputs), jnp.float32)}
+  if bias:
+    params['bias'] = jnp.zeros((num_outputs,), jnp.float32)
+  return params
 
 
 def features(z, carry, use_cell: bool):
@@ -43,7 +46,8 @@ def act(params, inputs, kind: str):
   chex.assert_rank(inputs, 2)
   if inputs.shape[-1] != params['weight'].shape[0]:
     raise ValueError(f'inputs: expected {params["weight"].shape[0]} features, got {inputs.shape[-1]}')
-  raw = jnp.tanh(inputs @ params['weight'] + params['bias'])
+  raw = inputs @ params['weight']
+  raw = jnp.tanh(raw + params['bias'] if 'bias' in params else raw)
   if kind == 'car_racing':
     steer, gas, brake = raw[..., 0], (raw[..., 1] + 1.0) / 2.0, jnp.clip(raw[..., 2], 0.0, 1.0)
     return jnp.stack([steer, gas, brake], axis=-1)

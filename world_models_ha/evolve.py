@@ -1,8 +1,10 @@
 """CMA-ES over the controller's parameters (World Models, Sec. 2.3 and Appendix A.3).
 
-A thin wrapper over evosax's CMA_ES (Hansen, 2016) that maximises returns: the reference code
-tells its CMA-ES the fitness `-return + weight_decay * mean(x^2)` (minimised), starting from
-zeros with initial step size sigma 0.1 and population 64. The state is an evosax pytree, so it
+A thin wrapper over evosax's CMA_ES (Hansen, 2016) that maximises returns, starting from zeros
+with initial step size sigma 0.1 and population 64. It tells CMA-ES the fitness
+`-return + weight_decay * mean(x^2)` (minimised), an L2 penalty on the candidates. The
+reference (es.py compute_weight_decay and tell) adds `-weight_decay * mean(x^2)` to the
+minimised `-return` instead, which rewards large weights; FIDELITY.md keeps the penalty. The state is an evosax pytree, so it
 checkpoints with orbax like any other training state.
 """
 import dataclasses

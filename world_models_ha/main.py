@@ -39,7 +39,9 @@ def build_models(config):
                             mixtures=agent.mdnrnn.mixtures, predict_done=agent.mdnrnn.predict_done)
   num_inputs = controller.input_size(agent.vae.z_size, agent.mdnrnn.hidden,
                                      agent.controller.use_cell)
-  template = controller.init_params(num_inputs, controller.action_dim(kind_of(config)))
+  kind = kind_of(config)
+  template = controller.init_params(num_inputs, controller.action_dim(kind),
+                                    bias=kind == 'car_racing')
   return vae_model, rnn_model, template
 
 
@@ -197,14 +199,16 @@ def encode(config, logger):
 # ------------------------------------------------------------------ mdnrnn
 
 
-def _rnn_optimizer(cfg):
+def rnn_optimizer(cfg):
+  """Adam with each gradient element clipped to +-grad_clip and lr decayed per step towards
+  min_lr, as the reference's rnn.py / doomrnn.py (tf.clip_by_value, decay_rate)."""
   schedule = lambda step: (cfg.lr - cfg.min_lr) * cfg.lr_decay ** step + cfg.min_lr
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule))
+  return optax.chain(optax.clip(cfg.grad_clip), optax.adam(schedule))
 
 
 def _rnn_state(config, rnn_model, key):
   params = mdnrnn.init_params(rnn_model, key, controller.action_dim(kind_of(config)))
-  return {'params': params, 'opt_state': _rnn_optimizer(config.agent.mdnrnn).init(params),
+  return {'params': params, 'opt_state': rnn_optimizer(config.agent.mdnrnn).init(params),
           'key': key}
 
 
@@ -241,7 +245,7 @@ def train_mdnrnn(config, logger):
     return
   with np.load(output) as data:
     series = {key: data[key] for key in data.files}
-  optimizer = _rnn_optimizer(cfg)
+  optimizer = rnn_optimizer(cfg)
 
   @jax.jit
   def train_step(state, batch):

@@ -57,9 +57,17 @@ def initial_carry(model: MDNRNN, batch_size: int):
   return (zeros, zeros)
 
 
+FORGET_BIAS = 1.0   # the reference's LayerNormBasicLSTMCell adds 1 to the forget gate
+
+
 def init_params(model: MDNRNN, key, action_dim: int) -> Any:
+  """Parameters, with the LSTM's forget-gate bias starting at 1 (equivalent to the reference's
+  constant forget_bias 1.0 plus a zero-initialised learnable bias)."""
   carry = initial_carry(model, 1)
-  return model.init(key, carry, jnp.zeros((1, model.z_size)), jnp.zeros((1, action_dim)))
+  params = model.init(key, carry, jnp.zeros((1, model.z_size)), jnp.zeros((1, action_dim)))
+  forget = params['params']['lstm']['hf']
+  params['params']['lstm']['hf'] = dict(forget, bias=jnp.full_like(forget['bias'], FORGET_BIAS))
+  return params
 
 
 def step(model: MDNRNN, params, carry, z, action):

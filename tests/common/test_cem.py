@@ -17,8 +17,9 @@ DT = 0.5
 ACTION_COST = 0.5
 
 
-def point_mass_rollout(state, actions):
-  """state: dict with 'pos', 'goal' [A]; actions [C, H, A] -> rewards [C, H]."""
+def point_mass_rollout(state, actions, key=None):
+  """state: dict with 'pos', 'goal' [A]; actions [C, H, A] -> rewards [C, H] (deterministic)."""
+  del key
   def step(pos, action):
     pos = pos + DT * action
     reward = (-((pos - state['goal']) ** 2) - ACTION_COST * action ** 2).sum(-1)
@@ -83,7 +84,8 @@ def test_actions_clipped_and_bound_optimum_found():
 
 def test_brute_force_grid_two_steps():
   # Horizon 2 with a non-separable reward: exhaustive NumPy grid search.
-  def rollout(target, actions):
+  def rollout(target, actions, key):
+    del key
     first, second = actions[:, 0, 0], actions[:, 1, 0]
     r0 = -(first - target) ** 2
     r1 = -(first + second - 0.3) ** 2 - 0.5 * (second - first) ** 2
@@ -104,9 +106,9 @@ def test_brute_force_grid_two_steps():
 def test_compiles_once_per_shape():
   traces = []
 
-  def rollout(state, actions):
+  def rollout(state, actions, key):
     traces.append(actions.shape)
-    return point_mass_rollout(state, actions)
+    return point_mass_rollout(state, actions, key)
 
   planner = jax.jit(functools.partial(
       cem.plan, rollout, action_dim=1, candidates=64, top_k=8, iterations=3))
@@ -148,3 +150,28 @@ def test_bad_arguments_name_the_argument():
     cem.plan_batch(point_mass_rollout, {'pos': jnp.zeros((2, 1)),
                                         'goal': jnp.zeros((3, 1))},
                    jax.random.PRNGKey(0), 1)
+
+
+def test_refit_keeps_the_reference_std_floor():
+  """Reference control/planning.py: mean and sqrt(var + 1e-6) of the top-K candidates, so
+  identical elites keep a std of 1e-3 instead of collapsing to 0."""
+  elites = np.random.default_rng(0).normal(size=(7, 3, 2)).astype(np.float32)
+  mean, std = cem.refit(jnp.asarray(elites))
+  np.testing.assert_allclose(mean, elites.astype(np.float64).mean(0), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(std, np.sqrt(elites.astype(np.float64).var(0) + 1e-6), rtol=1e-5)
+  _, std = cem.refit(jnp.full((5, 3, 2), 0.4))
+  np.testing.assert_allclose(std, 1e-3, rtol=1e-4)
+
+
+def test_rollouts_get_a_new_key_every_iteration():
+  """A stochastic model samples new latents in each CEM iteration (the reference re-runs its
+  rollout every iteration), so `rollout_fn` gets a different key each time."""
+  seen = []
+
+  def rollout(state, actions, key):
+    jax.debug.callback(lambda k: seen.append(np.asarray(k).tobytes()), key)
+    return point_mass_rollout(state, actions)
+
+  jax.jit(functools.partial(cem.plan, rollout, action_dim=1, candidates=8, top_k=2,
+                            iterations=4))(make_state([0.0], [0.5]), jax.random.PRNGKey(0))
+  assert len(seen) == 4 and len(set(seen)) == 4

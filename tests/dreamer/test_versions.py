@@ -42,6 +42,7 @@ def test_v1_preset_matches_paper():
   agent = config.agent
   assert (agent.rssm.deter, agent.rssm.stoch, agent.rssm.classes, agent.rssm.act) == (
       200, 30, 0, 'elu')
+  assert agent.rssm.core == 'keras_gru' and agent.encoder.winit == 'glorot_uniform'
   assert (agent.encoder.depth, agent.encoder.kernel, agent.encoder.padding) == (32, 4, 'VALID')
   for head in (agent.actor, agent.critic, agent.reward_head):
     assert (head.units, head.act, head.norm) == (400, 'elu', 'none')

@@ -28,6 +28,8 @@ def test_presets_follow_the_paper():
   config = config_lib.compose(configs.PRESETS, env='dmc_cartpole_swingup', logdir='/tmp/x')
   assert config.env.action_repeat == 8 and not config.env.proprio
   assert (config.agent.rssm.deter, config.agent.rssm.stoch) == (200, 30)
+  assert config.agent.rssm.core == 'classic_gru'   # TF's GRUBlockCell, as the reference
+  assert not config.agent.kl.free_avg              # free nats clip each step's KL
   assert (config.run.batch_size, config.run.batch_length) == (50, 50)
   # 5 seed episodes of 1000 / 8 steps (+ reset step); 100 updates of 50 x 50 per episode.
   assert config.run.prefill == 5 * 126
@@ -48,6 +50,25 @@ def test_small_size_keeps_the_paper_planner_and_schedule():
   assert (config.run.prefill, config.run.pretrain) == (5 * 126, 100)
   # Still C = 100 updates per 125-step episode, now of 16 x 32 sequences.
   assert config.run.train_ratio * 125 / (16 * 32) == pytest.approx(100)
+
+
+def test_free_nats_clip_each_step():
+  """The reference (training/utility.py) clips every (batch, time) step's KL at 3 nats, then
+  averages: steps above 3 keep their gradient even when the mean KL is below 3."""
+  from common import kl as kl_lib  # pylint: disable=g-import-not-at-top
+  cfg = debug_config().agent.kl
+  rng = np.random.default_rng(0)
+  shape = (4, 5, 3)
+  prior = {'mean': np.zeros(shape, np.float32), 'std': np.ones(shape, np.float32)}
+  mean = np.where(rng.uniform(size=shape[:2] + (1,)) < 0.2, 2.5, 0.1) * np.ones(shape)
+  post = {'mean': mean.astype(np.float32), 'std': np.ones(shape, np.float32)}
+  kl_steps = 0.5 * (mean ** 2).sum(-1)          # KL(N(m, 1) || N(0, 1)) per (batch, time)
+  assert kl_steps.mean() < 3 < kl_steps.max()
+  loss, _ = kl_lib.kl_loss(post, prior, cfg)
+  np.testing.assert_allclose(loss, np.maximum(kl_steps, 3.0).mean(), rtol=1e-5)
+  grad = jax.grad(lambda m: kl_lib.kl_loss(dict(post, mean=m), prior, cfg)[0])(post['mean'])
+  want = np.where((kl_steps > 3)[..., None], mean / kl_steps.size, 0.0)
+  np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-8)
 
 
 def test_preprocess_quantises_to_five_bits():

@@ -5,6 +5,7 @@ import numpy as np
 import optax
 import pytest
 
+from common import config as config_lib
 from world_models_ha import controller, dream, evolve, mdnrnn, vae
 
 
@@ -79,11 +80,13 @@ def test_controller_matches_reference_squashing():
   raw = np.tanh(x @ params['weight'] + params['bias'])
   expected = np.stack([raw[:, 0], (raw[:, 1] + 1) / 2, np.clip(raw[:, 2], 0, 1)], -1)
   np.testing.assert_allclose(controller.act(params, x, 'car_racing'), expected, rtol=1e-5)
-  doom = {'weight': params['weight'][:, :1], 'bias': params['bias'][:1]}
-  raw = np.tanh(x @ doom['weight'] + doom['bias'])
+  doom = {'weight': params['weight'][:, :1]}   # the reference's Doom controller has no bias
+  raw = np.tanh(x @ doom['weight'])
   expected = np.where(raw > 1 / 3, 1.0, np.where(raw < -1 / 3, -1.0, 0.0))
   np.testing.assert_array_equal(controller.act(doom, x, 'doom'), expected)
   assert controller.input_size(32, 256, False) * 3 + 3 == 867  # the paper's CarRacing C
+  doom_params = controller.init_params(controller.input_size(64, 512, True), 1, bias=False)
+  assert sum(v.size for v in doom_params.values()) == 1088   # reference doomrnn/model.py
   with pytest.raises(ValueError, match='kind'):
     controller.act(params, x, 'pong')
 
@@ -148,3 +151,30 @@ def test_dream_ends_where_the_model_says():
     mean, returns = run(params, jax.random.PRNGKey(1))
     assert returns.shape == (3, 2)
     np.testing.assert_array_equal(mean, np.full(3, length))
+
+
+def test_mdnrnn_training_as_the_reference():
+  """M as the reference trains it: forget-gate bias 1 (LayerNormBasicLSTMCell forget_bias),
+  each gradient element clipped to +-1 (tf.clip_by_value), Doom's lr decayed 0.99999 per step."""
+  from world_models_ha import configs, main  # pylint: disable=g-import-not-at-top
+  model = mdnrnn.MDNRNN(z_size=4, hidden=8)
+  params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
+  np.testing.assert_array_equal(params['params']['lstm']['hf']['bias'], 1.0)
+  for name in ('hi', 'hg', 'ho'):
+    np.testing.assert_array_equal(params['params']['lstm'][name]['bias'], 0.0)
+  cfg = configs.MDNRNNConfig(lr=1e-2, min_lr=1e-5, lr_decay=0.5)
+  optimizer = main.rnn_optimizer(cfg)
+  weights = {'w': jnp.zeros(3)}
+  grads = [{'w': jnp.array([5.0, -0.5, -3.0])}, {'w': jnp.array([-0.2, 2.0, 0.1])}]
+  clipped = [{'w': jnp.clip(g['w'], -1.0, 1.0)} for g in grads]
+  state, reference = optimizer.init(weights), optax.adam(
+      lambda step: (1e-2 - 1e-5) * 0.5 ** step + 1e-5)
+  reference_state = reference.init(weights)
+  for grad, clip in zip(grads, clipped):
+    update, state = optimizer.update(grad, state)
+    want, reference_state = reference.update(clip, reference_state)
+    np.testing.assert_allclose(update['w'], want['w'], rtol=1e-6)
+  doom = config_lib.compose(configs.PRESETS, env='doom_take_cover', logdir='/tmp/x')
+  assert doom.agent.mdnrnn.lr_decay == 0.99999
+  car = config_lib.compose(configs.PRESETS, env='car_racing', logdir='/tmp/x')
+  assert car.agent.evolve.select_episodes == 1024 and car.agent.mdnrnn.lr_decay == 1.0
