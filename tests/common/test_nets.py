@@ -275,25 +275,32 @@ def test_gru_cell_matches_numpy_loop(norm):
     np.testing.assert_allclose(state, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_classic_gru_cell_matches_numpy_loop():
-  """TF's GRUBlockCell (PlaNet's cell): [r, u] = sigmoid([x, h] W_ru + b_ru), b_ru starting
-  at 1; c = tanh([x, r h] W_c + b_c); h' = u h + (1 - u) c."""
-  size, inputs_dim, batch, length = 5, 3, 2, 4
-  cell = nets.ClassicGRUCell(size)
+def _cell_inputs_and_params(cell, size, length, inputs_dim=3, batch=2):
+  """Inputs xs [T, B, I], a state h0 [B, D], the initial parameters (float64), and
+  parameters perturbed so that zero-initialised biases are checked in their places too."""
   xs = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (length, batch, inputs_dim)))
   h0 = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (batch, size)))
   params = cell.init(jax.random.PRNGKey(3), h0, xs[0])
-  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
-  np.testing.assert_array_equal(p['b_ru'], 1.0)   # the update gate starts at sigmoid(1) = 0.73
-  np.testing.assert_array_equal(p['b_c'], 0.0)
+  initial = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
   params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(4), a.shape),
                         params)
+  return xs, h0, initial, params
+
+
+def test_classic_gru_cell_matches_numpy_loop():
+  """TF's GRUBlockCell (PlaNet's cell): [r, u] = sigmoid([x, h] W_ru + b_ru), b_ru starting
+  at 1; c = tanh([x, r h] W_c + b_c); h' = u h + (1 - u) c."""
+  size, length = 5, 4
+  cell = nets.ClassicGRUCell(size)
+  xs, h0, initial, params = _cell_inputs_and_params(cell, size, length)
+  np.testing.assert_array_equal(initial['b_ru'], 1.0)   # the update gate starts at sigmoid(1)
+  np.testing.assert_array_equal(initial['b_c'], 0.0)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
   apply = jax.jit(cell.apply)
   state, expected = h0, h0.astype(np.float64)
   for t in range(length):
     state = apply(params, state, xs[t])
-    for b in range(batch):
+    for b in range(len(h0)):
       gates = _sigmoid(np.concatenate([xs[t, b], expected[b]]) @ p['w_ru'] + p['b_ru'])
       r, u = gates[:size], gates[size:]
       c = np.tanh(np.concatenate([xs[t, b], r * expected[b]]) @ p['w_c'] + p['b_c'])
@@ -304,17 +311,12 @@ def test_classic_gru_cell_matches_numpy_loop():
 def test_keras_gru_cell_matches_numpy_loop():
   """tf.keras GRUCell (TF 2 defaults, DreamerV1's cell): reset_after, gate order [z, r, h],
   z gates the old state; input kernel glorot-uniform, recurrent kernel orthogonal."""
-  size, inputs_dim, batch, length = 6, 3, 2, 5
+  size, length = 6, 5
   cell = nets.KerasGRUCell(size)
-  xs = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (length, batch, inputs_dim)))
-  h0 = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (batch, size)))
-  params = cell.init(jax.random.PRNGKey(3), h0, xs[0])
-  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
-  recurrent = p['recurrent_kernel']
+  xs, h0, initial, params = _cell_inputs_and_params(cell, size, length)
+  recurrent = initial['recurrent_kernel']
   np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(size), atol=1e-5)   # orthogonal rows
-  assert np.abs(p['kernel']).max() <= np.sqrt(6 / (inputs_dim + 3 * size))        # glorot limit
-  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(4), a.shape),
-                        params)   # nonzero biases, so their places are checked too
+  assert np.abs(initial['kernel']).max() <= np.sqrt(6 / (3 + 3 * size))           # glorot limit
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
   apply = jax.jit(cell.apply)
   state, expected = h0, h0.astype(np.float64)
