@@ -48,11 +48,11 @@ def bench_real(args):
 
 
 def bench_dream(args):
-  model = mdnrnn.MDNRNN(z_size=64, hidden=args.hidden, predict_done=True)
+  model = mdnrnn.MDNRNN(z_size=64, hidden=args.hidden, predict_done=True, restart_input=True)
   params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
   params['params']['mdn']['bias'] = params['params']['mdn']['bias'].at[-1].set(-50.0)
   params['params']['mdn']['kernel'] = params['params']['mdn']['kernel'].at[:, -1].set(0.0)
-  template = controller.init_params(controller.input_size(64, args.hidden, True), 1)
+  template = controller.init_params(controller.input_size(64, args.hidden, True), 1, bias=False)
   candidates = jax.tree.map(
       lambda x: 0.1 * jax.random.normal(jax.random.PRNGKey(1), (args.dream_population,) + x.shape),
       template)

@@ -74,10 +74,17 @@ def _dtype(precision: str) -> str:
   return precision
 
 
-def _prev_action(action, is_first):
-  """action[t] is chosen after step t; the model at step t sees action[t - 1] (0 at resets)."""
-  prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
-  return jnp.where(is_first[..., None], 0.0, prev)
+def split_window(batch: dict) -> tuple:
+  """(the T trained steps, prev_action [B, T, A]) of a replayed window of 1 + T steps.
+
+  action[t] is chosen after step t, so step t's model input is action[t - 1]: the window's
+  extra first step supplies the real previous action of the first trained step, which then
+  starts from the zero state as the reference's chunks do (planet/tools/chunk_sequence.py;
+  its actions are stored with the observation they led to). Zero where an episode starts.
+  """
+  rest = {key: value[:, 1:] for key, value in batch.items()}
+  action = batch['action'].astype(jnp.float32)
+  return rest, jnp.where(rest['is_first'].astype(bool)[..., None], 0.0, action[:, :-1])
 
 
 def overshooting_kl(rssm, rssm_params, post, is_first, action, distance: int, key):
@@ -174,12 +181,13 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
 
   def loss_fn(params, batch, key):
     image_key, obs_key, os_key = jax.random.split(key, 3)
+    batch, prev_action = split_window(batch)
     image = preprocess(batch['image'], bits, image_key)
     is_first = batch['is_first'].astype(bool)
     action = batch['action'].astype(jnp.float32)
     embed = encoder.apply(params['encoder'], image)
-    post, prior = rssm_lib.observe(rssm, params['rssm'], embed, _prev_action(action, is_first),
-                                   is_first, None, obs_key)
+    post, prior = rssm_lib.observe(rssm, params['rssm'], embed, prev_action, is_first, None,
+                                   obs_key)
     features = feat(params, post)
     image_mean = decoder.apply(params['decoder'], features)
     image_loss = -dists.Normal(image_mean, jnp.ones_like(image_mean), dims=3).log_prob(
@@ -274,13 +282,11 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     """
     params = state.params
     num = min(cfg.report_sequences, batch['image'].shape[0])
+    batch, prev_action = split_window(jax.tree.map(lambda x: x[:num], batch))
     context = min(cfg.report_context, batch['image'].shape[1] - 1)
-    batch = jax.tree.map(lambda x: x[:num], batch)
     obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
     image = preprocess(batch['image'], bits)
     is_first = batch['is_first'].astype(bool)
-    action = batch['action'].astype(jnp.float32)
-    prev_action = _prev_action(action, is_first)
     embed = encoder.apply(params['encoder'], image)
     post, _ = rssm_lib.observe(rssm, params['rssm'], embed[:, :context],
                                prev_action[:, :context], is_first[:, :context], None, obs_key)
@@ -302,5 +308,6 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
         'video/openloop': video,
     }
 
+  # Windows of 1 + T steps: the first supplies the previous action (`split_window`).
   return agent_lib.Agent(init=init, init_policy_carry=init_policy_carry, policy=policy,
-                         train=train, report=report)
+                         train=train, report=report, replay_context=1)

@@ -49,7 +49,12 @@ class MDNRNNConfig:
   lr_decay: float = 1.0         # per-step multiplicative decay of lr, floored at min_lr (Doom 0.99999)
   grad_clip: float = 1.0        # each gradient element clipped to +-grad_clip (reference clip_by_value)
   batch_size: int = 100
-  seq_len: int = 999            # transitions per training sequence
+  # 'windows' (CarRacing reference rnn.py): random windows of seq_len transitions inside one
+  # episode, each from a zero state. 'packed' (Doom reference rnn_train.py): every epoch joins
+  # the shuffled episodes into batch_size streams cut into chunks of seq_len frames, the state
+  # carried from chunk to chunk, the restart flag as an input (and as the done target).
+  sequences: str = 'windows'
+  seq_len: int = 999            # transitions per window ('windows'), frames per chunk ('packed')
   steps: int = 4000             # gradient steps
   save_every: int = 500
 
@@ -113,11 +118,14 @@ def car_racing(config: Config) -> Config:
 
 
 def doom(config: Config) -> Config:
-  """DoomTakeCover: z 64, 512 units, done head, lr decay 0.99999 per step (doomrnn.py),
-  [z, c, h] inputs, dream at tau 1.15."""
+  """DoomTakeCover: z 64; M with 512 units, a done head, the restart input, packed episode
+  streams of 100 x 500 frames, lr decay 0.99999 per step and 24,400 steps (doomrnn.py,
+  rnn_train.py: 400 epochs of ~61 batches over 10,000 episodes); [z, c, h] controller
+  inputs; CMA-ES in the dream at tau 1.15."""
   return _set(config, env__time_limit=2100, agent__vae__z_size=64, agent__mdnrnn__hidden=512,
-              agent__mdnrnn__predict_done=True, agent__mdnrnn__seq_len=500,
-              agent__mdnrnn__lr_decay=0.99999,
+              agent__mdnrnn__predict_done=True, agent__mdnrnn__sequences='packed',
+              agent__mdnrnn__seq_len=500, agent__mdnrnn__lr_decay=0.99999,
+              agent__mdnrnn__steps=24_400,
               agent__controller__use_cell=True, agent__evolve__where='dream',
               agent__evolve__temperature=1.15)
 
@@ -156,6 +164,9 @@ def validate(config: Config) -> None:
   if agent.evolve.where == 'dream' and not agent.mdnrnn.predict_done:
     raise ValueError('agent.evolve.where=dream needs agent.mdnrnn.predict_done=true '
                      '(the dream reward is survival until the predicted end)')
+  if agent.mdnrnn.sequences not in ('windows', 'packed'):
+    raise ValueError(f"agent.mdnrnn.sequences must be 'windows' or 'packed', got "
+                     f'{agent.mdnrnn.sequences!r}')
   if config.env.parallel not in ('process', 'none'):
     raise ValueError(f"env.parallel must be 'process' or 'none' here, got {config.env.parallel!r}")
   for key in ('collect.episodes', 'vae.batch_size', 'vae.epochs', 'mdnrnn.batch_size',

@@ -3,7 +3,8 @@
 The controller acts on [z, h] (or [z, c, h]); the MDN-RNN samples the next z at temperature tau
 and predicts whether the episode ends (done logit > 0, as the reference's dream environment
 does). The reward is the game's: +1 for every step survived. Episodes start from the encoded
-first frames of real rollouts and last at most `max_steps` (2,100 in the reference).
+first frames of real rollouts (with the restart flag set on the first step, for an MDN-RNN that
+reads it) and last at most `max_steps` (2,100 in the reference).
 
 All candidates and rollouts of a generation run as one batch: the controller is `jax.vmap`ped
 over per-rollout parameters and the loop stops once every rollout has ended.
@@ -39,7 +40,8 @@ def rollout(model: mdnrnn.MDNRNN, rnn_params, controller_params, initial_z, key,
     t, z, carry, alive, length, key = loop
     key, sample_key = jax.random.split(key)
     action = act(controller_params, controller.features(z, carry, use_cell))
-    carry, out = mdnrnn.step(model, rnn_params, carry, z, action)
+    restart = jnp.full((num,), t == 0, jnp.float32)   # the first frame starts an episode
+    carry, out = mdnrnn.step(model, rnn_params, carry, z, action, restart)
     z = mdnrnn.sample(out, sample_key, temperature)
     length = length + alive.astype(jnp.int32)
     alive = alive & (out.done_logit <= 0.0)

@@ -36,7 +36,8 @@ def build_models(config):
   agent = config.agent
   vae_model = vae.VAE(z_size=agent.vae.z_size)
   rnn_model = mdnrnn.MDNRNN(z_size=agent.vae.z_size, hidden=agent.mdnrnn.hidden,
-                            mixtures=agent.mdnrnn.mixtures, predict_done=agent.mdnrnn.predict_done)
+                            mixtures=agent.mdnrnn.mixtures, predict_done=agent.mdnrnn.predict_done,
+                            restart_input=agent.mdnrnn.sequences == 'packed')
   num_inputs = controller.input_size(agent.vae.z_size, agent.mdnrnn.hidden,
                                      agent.controller.use_cell)
   kind = kind_of(config)
@@ -89,10 +90,11 @@ def collect(config, logger):
 
 
 def _episode_lengths(paths):
+  """Frames (= actions) of each episode."""
   lengths = []
   for path in paths:
     with np.load(path) as data:
-      lengths.append(len(data['reward']) + 1)
+      lengths.append(len(data['reward']))
   return np.asarray(lengths)
 
 
@@ -158,13 +160,19 @@ def load_vae(config, source=None):
 # ------------------------------------------------------------------ encode
 
 
+SERIES_LAYOUT = 2   # per episode T frames and T actions (earlier files: T + 1 frames)
+
+
 def encode(config, logger):
+  """The VAE posteriors of every frame: series.npz with `mean`, `logvar` [E, H, Z], `action`
+  [E, H, A], `reward`, `done`, `mask` [E, H] (mask: the episode's steps; H its longest)."""
   del logger
   output = _path(config, 'series.npz')
   paths = rollouts.list_episodes(_path(config, 'rollouts'))
   if os.path.exists(output):
     with np.load(output) as data:
-      if len(data['mask']) == len(paths):
+      layout = int(data['layout']) if 'layout' in data.files else 1
+      if layout == SERIES_LAYOUT and len(data['mask']) == len(paths):
         print(f'encode: {output} is up to date; skipped')
         return
   vae_model, params = load_vae(config)
@@ -175,10 +183,11 @@ def encode(config, logger):
   action_dim = controller.action_dim(kind_of(config))
   series = {'mean': np.zeros((episodes, horizon, z_size), np.float32),
             'logvar': np.zeros((episodes, horizon, z_size), np.float32),
-            'action': np.zeros((episodes, horizon - 1, action_dim), np.float32),
-            'reward': np.zeros((episodes, horizon - 1), np.float32),
-            'done': np.zeros((episodes, horizon - 1), bool),
-            'mask': np.zeros((episodes, horizon - 1), bool)}
+            'action': np.zeros((episodes, horizon, action_dim), np.float32),
+            'reward': np.zeros((episodes, horizon), np.float32),
+            'done': np.zeros((episodes, horizon), bool),
+            'mask': np.zeros((episodes, horizon), bool),
+            'layout': np.int32(SERIES_LAYOUT)}
   block = 256  # fixed batch so that one program serves every episode
   for index, path in enumerate(paths):
     data = rollouts.load_episode(path)
@@ -188,8 +197,8 @@ def encode(config, logger):
     series['mean'][index, :length] = np.concatenate([p[0] for p in parts])[:length]
     series['logvar'][index, :length] = np.concatenate([p[1] for p in parts])[:length]
     for key in ('action', 'reward', 'done'):
-      series[key][index, :length - 1] = data[key]
-    series['mask'][index, :length - 1] = True
+      series[key][index, :length] = data[key]
+    series['mask'][index, :length] = True
   temporary = output[:-4] + '.tmp.npz'
   np.savez(temporary, **series)
   os.replace(temporary, output)
@@ -213,19 +222,51 @@ def _rnn_state(config, rnn_model, key):
 
 
 def sample_windows(series, rng, batch_size, length):
-  """Random [B, length] windows of the encoded series (padded and masked at episode ends)."""
-  valid = series['mask'].sum(1)
-  episodes = rng.choice(np.flatnonzero(valid > 0), batch_size)
-  starts = (rng.uniform(size=batch_size) * np.maximum(valid[episodes] - length + 1, 1)).astype(int)
-  steps = starts[:, None] + np.arange(length)[None]
-  steps_z = starts[:, None] + np.arange(length + 1)[None]
+  """Random windows of `length` transitions inside single episodes (the CarRacing reference),
+  each from a zero state: `mean`, `logvar` [B, length + 1, Z], `action`, `done`, `mask`
+  [B, length]; a transition is valid where its next frame exists (padded past the end)."""
+  transitions = series['mask'].sum(1) - 1        # frames that have a next frame
+  episodes = rng.choice(np.flatnonzero(transitions > 0), batch_size)
+  starts = (rng.uniform(size=batch_size) *
+            np.maximum(transitions[episodes] - length + 1, 1)).astype(int)
+  steps = starts[:, None] + np.arange(length + 1)[None]
   horizon = series['mask'].shape[1]
-  take = lambda x, s, limit: x[episodes[:, None], np.minimum(s, limit - 1)]
-  batch = {key: take(series[key], steps_z, horizon + 1) for key in ('mean', 'logvar')}
-  for key in ('action', 'done', 'mask'):
-    batch[key] = take(series[key], steps, horizon)
-  batch['mask'] = batch['mask'] & (steps < horizon)
+  take = lambda x: x[episodes[:, None], np.minimum(steps, horizon - 1)]
+  batch = {key: take(series[key]) for key in ('mean', 'logvar')}
+  for key in ('action', 'done'):
+    batch[key] = take(series[key])[:, :-1]
+  batch['mask'] = take(series['mask'])[:, 1:] & (steps[:, 1:] < horizon)
   return batch
+
+
+def packed_chunks(series, rng, batch_size, length):
+  """One epoch of the Doom reference's training data (rnn_train.py create_batches).
+
+  The episodes, shuffled, are joined into one stream of frames with a restart flag on each
+  episode's first; the stream is cut to a multiple of batch_size x length, laid out as
+  batch_size rows and split into chunks of `length` frames. Returns a list of batches for
+  `mdnrnn.loss_fn`, each with `length - 1` transitions: `mean`, `logvar` [B, length, Z],
+  `action` [B, length - 1, A], `restart` [B, length - 1] (input flags), `done` [B, length - 1]
+  (the next frame's flag) and `mask` (all true). Chunk i + 1 continues chunk i's rows.
+  """
+  order = rng.permutation(len(series['mask']))
+  lengths = series['mask'].sum(1)
+  stream = {key: np.concatenate([series[key][e, :lengths[e]] for e in order])
+            for key in ('mean', 'logvar', 'action')}
+  restart = np.zeros(int(lengths.sum()), np.float32)
+  restart[np.concatenate([[0], np.cumsum(lengths[order])[:-1]])] = 1.0
+  stream['restart'] = restart
+  count = len(restart) // (batch_size * length)
+  chunks = []
+  rows = {key: value[:count * batch_size * length].reshape(
+      (batch_size, count * length) + value.shape[1:]) for key, value in stream.items()}
+  for i in range(count):
+    chunk = {key: value[:, i * length:(i + 1) * length] for key, value in rows.items()}
+    chunks.append({'mean': chunk['mean'], 'logvar': chunk['logvar'],
+                   'action': chunk['action'][:, :-1], 'restart': chunk['restart'][:, :-1],
+                   'done': chunk['restart'][:, 1:] > 0.5,
+                   'mask': np.ones((batch_size, length - 1), bool)})
+  return chunks
 
 
 def train_mdnrnn(config, logger):
@@ -248,19 +289,36 @@ def train_mdnrnn(config, logger):
   optimizer = rnn_optimizer(cfg)
 
   @jax.jit
-  def train_step(state, batch):
+  def train_step(state, batch, carry):
     key, loss_key = jax.random.split(state['key'])
-    grads, metrics = jax.grad(
-        lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, cfg.done_weight),
+    grads, (metrics, carry) = jax.grad(
+        lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, cfg.done_weight, carry),
         has_aux=True)(state['params'])
     updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
     return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
-            'key': key}, metrics
+            'key': key}, metrics, carry
 
-  print(f'mdnrnn: {cfg.steps} steps of {cfg.batch_size} x {cfg.seq_len} (from {step})')
+  print(f'mdnrnn: {cfg.steps} steps of {cfg.batch_size} x {cfg.seq_len} {cfg.sequences} '
+        f'(from {step})')
   rng = np.random.default_rng([config.run.seed, step])
+  # 'packed': epochs of consecutive chunks, the state carried along each row (a resumed run
+  # starts a new epoch); 'windows': independent windows from a zero state.
+  chunks = []
   while step < cfg.steps:
-    state, metrics = train_step(state, sample_windows(series, rng, cfg.batch_size, cfg.seq_len))
+    if cfg.sequences == 'packed':
+      if not chunks:
+        chunks = packed_chunks(series, rng, cfg.batch_size, cfg.seq_len)
+        if not chunks:
+          raise ValueError(f'mdnrnn: packed training needs at least batch_size x seq_len = '
+                           f'{cfg.batch_size * cfg.seq_len} frames, the rollouts hold '
+                           f'{int(series["mask"].sum())}; collect more episodes or lower '
+                           'agent.mdnrnn.batch_size / seq_len.')
+        carry = mdnrnn.initial_carry(rnn_model, cfg.batch_size)
+      batch = chunks.pop(0)
+    else:
+      batch = sample_windows(series, rng, cfg.batch_size, cfg.seq_len)
+      carry = mdnrnn.initial_carry(rnn_model, cfg.batch_size)
+    state, metrics, carry = train_step(state, batch, carry)
     step += 1
     logger.add(metrics)
     if step % cfg.save_every == 0 or step == cfg.steps:
@@ -297,7 +355,7 @@ class ControllerPolicy:
       chosen = jax.tree.map(lambda x: x[params_index], candidates)
       inputs = controller.features(z, carry, use_cell)
       action = jax.vmap(lambda p, x: controller.act(p, x[None], kind)[0])(chosen, inputs)
-      carry, _ = mdnrnn.step(rnn_model, rnn_params, carry, z, action)
+      carry, _ = mdnrnn.step(rnn_model, rnn_params, carry, z, action, is_first)
       return action, carry
 
     self._step = jax.jit(step)

@@ -6,9 +6,11 @@ dashboard, resized; Doom: the screen resized). `EnvPool` steps N of them in work
 `run_episodes` runs a queue of episodes over the pool's slots with a host-side batched policy,
 so P candidates x R rollouts are evaluated N at a time.
 
-An episode on disk (`rollouts/<id>.npz`): `obs` uint8 [T+1, 64, 64, 3] (the frame after the last
-action included), `action` float32 [T, A], `reward` float32 [T], `done` bool [T] (true at the last
-step only when the game ended rather than the time limit).
+An episode on disk (`rollouts/<id>.npz`): `obs` uint8 [T, 64, 64, 3], the frame seen before each
+action (as the reference's extract.py records them: the frame after the last action is not kept;
+ViZDoom returns an all-zero screen there), `action` float32 [T, A], `reward` float32 [T], `done`
+bool [T] (true at the last step only when the game ended rather than the time limit). Files of
+T + 1 frames (written before this layout) load with their last frame dropped.
 """
 import multiprocessing
 import os
@@ -206,9 +208,10 @@ def run_episodes(pool: EnvPool, policy: Policy, episode_params, seeds, record: b
       lengths[episode] += 1
       frames[slot] = frame
       if record:
-        for key, value in (('obs', frame), ('action', actions[slot]), ('reward', reward),
-                           ('done', terminated)):
+        for key, value in (('action', actions[slot]), ('reward', reward), ('done', terminated)):
           buffers[slot][key].append(value)
+        if not (terminated or truncated):
+          buffers[slot]['obs'].append(frame)   # the frame the next action will see
       if terminated or truncated:
         finished.append(slot)
         if record and on_episode is not None:
@@ -273,7 +276,10 @@ def list_episodes(directory: str) -> list:
 def load_episode(path: str) -> dict:
   try:
     with np.load(path) as data:
-      return {key: data[key] for key in ('obs', 'action', 'reward', 'done')}
+      episode = {key: data[key] for key in ('obs', 'action', 'reward', 'done')}
   except (OSError, ValueError, KeyError) as error:
     raise ValueError(f'{path}: unreadable rollout ({error}); delete it and rerun the collect '
                      'stage') from error
+  if len(episode['obs']) == len(episode['action']) + 1:   # the earlier layout
+    episode['obs'] = episode['obs'][:-1]
+  return episode

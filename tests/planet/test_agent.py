@@ -111,6 +111,25 @@ def test_overshooting_kl_indexing_matches_loop():
         np.testing.assert_allclose(kl[b, t, 0], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_windows_start_from_the_zero_state_with_the_real_previous_action():
+  """The reference's chunks carry the action that led to their first observation: a replayed
+  window has one step more, whose action is the first trained step's previous action."""
+  config = debug_config()
+  agent = agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
+                               Space(np.float32, (1,), -1.0, 1.0))
+  assert agent.replay_context == 1
+  batch = _synthetic_batch(2, 5, np.random.default_rng(1))
+  batch['is_first'][:] = False
+  batch['is_first'][1, 3] = True
+  rest, prev = agent_lib.split_window(batch)
+  assert rest['image'].shape[1] == 4
+  np.testing.assert_array_equal(rest['reward'], batch['reward'][:, 1:])
+  np.testing.assert_array_equal(prev[0], batch['action'][0, :-1])     # the real previous actions
+  np.testing.assert_array_equal(prev[1, 2], 0.0)                        # an episode starts there
+  np.testing.assert_array_equal(prev[1, :2], batch['action'][1, :2])
+  assert not rest['is_first'][0].any()   # no reset: the zero state with the real action
+
+
 def _synthetic_batch(batch, length, rng):
   data = {
       'image': rng.integers(0, 256, (batch, length, 64, 64, 3), dtype=np.uint8),
@@ -143,7 +162,7 @@ def test_train_policy_report_on_synthetic_batches():
     action, carry = policy(state, carry, obs, jax.random.PRNGKey(1), mode)
     assert action.shape == (2, 1) and np.all(np.abs(np.asarray(action)) <= 1)
   report = jax.jit(agent.report, compiler_options=FAST)(state, batch)
-  assert report['video/openloop'].shape == (8, 3 * 64, 2 * 64, 3)
+  assert report['video/openloop'].shape == (7, 3 * 64, 2 * 64, 3)   # after the prefix step
   assert report['video/openloop'].dtype == np.uint8
   with pytest.raises(ValueError, match='act_space'):
     agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},

@@ -40,7 +40,8 @@ def test_mdnrnn_loss_matches_numpy_and_unroll_matches_steps():
            'action': rng.normal(size=(2, 4, 2)).astype(np.float32),
            'done': np.array([[0, 0, 0, 1], [0, 0, 0, 0]], bool),
            'mask': np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)}
-  loss, metrics = mdnrnn.loss_fn(model, params, batch, jax.random.PRNGKey(2), done_weight=10.0)
+  loss, (metrics, _) = mdnrnn.loss_fn(model, params, batch, jax.random.PRNGKey(2),
+                                      done_weight=10.0)
   # Step-by-step outputs, then the loss in NumPy.
   carry = mdnrnn.initial_carry(model, 2)
   nll, bce = np.zeros((2, 4)), np.zeros((2, 4))
@@ -178,3 +179,55 @@ def test_mdnrnn_training_as_the_reference():
   assert doom.agent.mdnrnn.lr_decay == 0.99999
   car = config_lib.compose(configs.PRESETS, env='car_racing', logdir='/tmp/x')
   assert car.agent.evolve.select_episodes == 1024 and car.agent.mdnrnn.lr_decay == 1.0
+
+
+def test_restart_flag_zeroes_the_state_and_is_an_input():
+  """Doom reference (doomrnn.py): each step reads [z, a, restart]; where restart is set the LSTM
+  state is zeroed first, so a joined stream of episodes restarts at each episode's first frame."""
+  model = mdnrnn.MDNRNN(z_size=3, hidden=8, predict_done=True, restart_input=True)
+  params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
+  assert params['params']['lstm']['ii']['kernel'].shape[0] == 3 + 1 + 1
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+  action = jnp.asarray(rng.normal(size=(2, 5, 1)), jnp.float32)
+  restart = jnp.asarray([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]], jnp.float32)
+  out, _ = mdnrnn.unroll(model, params, z, action, restart=restart)
+  # From step 3 on, row 0 equals a fresh unroll of its steps 3..4 (the state was zeroed).
+  fresh, _ = mdnrnn.unroll(model, params, z[:1, 3:], action[:1, 3:], restart=restart[:1, 3:])
+  np.testing.assert_allclose(out.mean[0, 3:], fresh.mean[0], rtol=1e-5, atol=1e-6)
+  # Row 1 carries its state through step 3: it differs from a fresh start there.
+  fresh1, _ = mdnrnn.unroll(model, params, z[1:, 3:], action[1:, 3:], restart=restart[:1, 3:])
+  assert not np.allclose(out.mean[1, 3:], fresh1.mean[0], atol=1e-4)
+  # The flag is an input too: a flag on a zero state still changes the output.
+  no_flag, _ = mdnrnn.unroll(model, params, z[:1, :1], action[:1, :1], restart=restart[:1, :1] * 0)
+  assert not np.allclose(out.mean[0, :1], no_flag.mean[0], atol=1e-6)
+
+
+def test_packed_chunks_join_episodes_like_the_reference():
+  """Doom reference rnn_train.py create_batches: shuffled episodes joined into one stream with a
+  restart flag on each first frame, cut to B x L x chunks, chunk i + 1 continuing chunk i."""
+  from world_models_ha import main  # pylint: disable=g-import-not-at-top
+  lengths = [7, 5, 9, 6]
+  horizon = max(lengths)
+  series = {'mean': np.zeros((4, horizon, 2), np.float32), 'logvar': np.zeros((4, horizon, 2)),
+            'action': np.zeros((4, horizon, 1), np.float32), 'mask': np.zeros((4, horizon), bool)}
+  for e, n in enumerate(lengths):
+    series['mean'][e, :n, 0] = 100 * e + np.arange(n)   # frame id: episode, index
+    series['action'][e, :n, 0] = 100 * e + np.arange(n)
+    series['mask'][e, :n] = True
+  batch, length = 2, 4
+  chunks = main.packed_chunks(series, np.random.default_rng(3), batch, length)
+  order = np.random.default_rng(3).permutation(4)
+  stream = np.concatenate([100 * e + np.arange(lengths[e]) for e in order])   # 27 frames
+  flags = np.concatenate([np.arange(lengths[e]) == 0 for e in order])
+  count = len(stream) // (batch * length)
+  assert len(chunks) == count == 3
+  rows = stream[:count * batch * length].reshape(batch, -1)
+  row_flags = flags[:count * batch * length].reshape(batch, -1)
+  for i, chunk in enumerate(chunks):
+    frames = rows[:, i * length:(i + 1) * length]
+    np.testing.assert_array_equal(chunk['mean'][..., 0], frames)
+    np.testing.assert_array_equal(chunk['action'][..., 0], frames[:, :-1])
+    np.testing.assert_array_equal(chunk['restart'], row_flags[:, i * length:(i + 1) * length - 1])
+    np.testing.assert_array_equal(chunk['done'], row_flags[:, i * length + 1:(i + 1) * length])
+    assert chunk['mask'].all() and chunk['mask'].shape == (batch, length - 1)

@@ -17,7 +17,9 @@ def test_doom_all_stages_in_the_dream_then_resume(tmp_path, capsys):
   episodes = rollouts.list_episodes(os.path.join(logdir, 'rollouts'))
   assert len(episodes) == 3
   data = rollouts.load_episode(episodes[0])
-  assert data['obs'].shape == (len(data['action']) + 1, 64, 64, 3)
+  # The frame before each action; not ViZDoom's all-zero screen after the last one.
+  assert data['obs'].shape == (len(data['action']), 64, 64, 3)
+  assert all(frame.any() for frame in data['obs'])
   assert set(np.unique(data['action'])) <= {-1.0, 0.0, 1.0}
   with np.load(os.path.join(logdir, 'series.npz')) as series:
     assert series['mean'].shape[-1] == 64 and np.isfinite(series['mean']).all()
