@@ -115,7 +115,18 @@ def overshooting_kl(rssm, rssm_params, post, is_first, action, distance: int, ke
 
 
 def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
-  """Builds PlaNet's pure functions for the given spaces.
+  """Builds PlaNet's pure functions for the given spaces (see `_make`)."""
+  return _make(config, obs_space, act_space)[0]
+
+
+def make_diagnostics(config, obs_space: dict, act_space):
+  """`diagnose(state, batch, key, context, samples) -> dict` of the model built by
+  `make_agent` for the same config and spaces (experiments/diagnose_planet.py)."""
+  return _make(config, obs_space, act_space)[1]
+
+
+def _make(config, obs_space: dict, act_space):
+  """(Agent, diagnose): PlaNet's pure functions for the given spaces.
 
   config: planet.configs.Config (uses `agent`, `run.precision`, `run.seed`).
   obs_space: dict with an uint8 'image' [H, W, C] Space (vector keys are ignored).
@@ -308,6 +319,37 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
         'video/openloop': video,
     }
 
+  # -- diagnostics -----------------------------------------------------------
+
+  def diagnose(state: TrainState, batch: dict, key, context: int, samples: int):
+    """Open-loop reward predictions over replayed windows of 1 + context + H steps.
+
+    After observing `context` steps, the model imagines the window's remaining H steps
+    with the real actions and with `samples` uniform random action sequences.
+    Returns {'predicted', 'true'} [B] (summed over the H steps) and 'random' [B, samples].
+    """
+    params = state.params
+    batch, prev_action = split_window(batch)
+    horizon = batch['reward'].shape[1] - context
+    obs_key, real_key, random_key, action_key = jax.random.split(key, 4)
+    embed = encoder.apply(params['encoder'], preprocess(batch['image'], bits))
+    post, _ = rssm_lib.observe(rssm, params['rssm'], embed[:, :context],
+                               prev_action[:, :context], batch['is_first'][:, :context].astype(bool),
+                               None, obs_key)
+    start = jax.tree.map(lambda x: x[:, -1], post)
+    states, _ = rssm_lib.imagine(rssm, params['rssm'], start, prev_action[:, context:], None,
+                                 real_key)
+    predicted = reward_mean(params, feat(params, states))[:, 1:].sum(1)
+    num = batch['reward'].shape[0]
+    actions = jax.random.uniform(action_key, (num * samples, horizon, action_dim), jnp.float32,
+                                 -1.0, 1.0)
+    tiled = jax.tree.map(lambda x: jnp.repeat(x, samples, 0), start)
+    states, _ = rssm_lib.imagine(rssm, params['rssm'], tiled, actions, None, random_key)
+    random = reward_mean(params, feat(params, states))[:, 1:].sum(1).reshape(num, samples)
+    return {'predicted': predicted, 'true': batch['reward'][:, context:].sum(1),
+            'random': random}
+
   # Windows of 1 + T steps: the first supplies the previous action (`split_window`).
-  return agent_lib.Agent(init=init, init_policy_carry=init_policy_carry, policy=policy,
-                         train=train, report=report, replay_context=1)
+  agent = agent_lib.Agent(init=init, init_policy_carry=init_policy_carry, policy=policy,
+                          train=train, report=report, replay_context=1)
+  return agent, diagnose

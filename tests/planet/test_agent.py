@@ -163,6 +163,14 @@ def test_train_policy_report_on_synthetic_batches():
     assert action.shape == (2, 1) and np.all(np.abs(np.asarray(action)) <= 1)
   report = jax.jit(agent.report, compiler_options=FAST)(state, batch)
   assert report['video/openloop'].shape == (7, 3 * 64, 2 * 64, 3)   # after the prefix step
+  diagnose = agent_lib.make_diagnostics(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
+                                        Space(np.float32, (1,), -1.0, 1.0))
+  out = jax.jit(lambda s, b: diagnose(s, b, jax.random.PRNGKey(2), context=3, samples=5),
+                compiler_options=FAST)(state, batch)
+  # Window of 8 = 1 prefix + 3 observed + 4 predicted steps.
+  np.testing.assert_allclose(out['true'], batch['reward'][:, 4:].sum(1), rtol=1e-6)
+  assert out['predicted'].shape == (2,) and out['random'].shape == (2, 5)
+  assert np.isfinite(np.asarray(out['random'])).all()
   assert report['video/openloop'].dtype == np.uint8
   with pytest.raises(ValueError, match='act_space'):
     agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
@@ -185,3 +193,11 @@ def test_trains_on_dmc_pixels_and_resumes(tmp_path):
   second = planet_main.main(common + ['--steps', '240'])
   assert second['start_step'] == first['step']
   assert second['updates'] > first['updates']
+  # The bug-or-budget model check reads this run's checkpoint and replay.
+  from experiments import diagnose_planet  # pylint: disable=g-import-not-at-top
+  result = diagnose_planet.main(['model', '--logdir', logdir, '--windows', '4',
+                                 '--samples', '8'])
+  assert result['windows'] == 4 and result['samples'] == 8 and result['horizon'] == 4
+  assert result['updates'] == second['updates']
+  for key in ('mean_abs_error', 'within_start_spread', 'between_start_spread'):
+    assert np.isfinite(result[key]) and result[key] >= 0, key
