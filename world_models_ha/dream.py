@@ -19,10 +19,12 @@ from world_models_ha import controller, mdnrnn
 
 
 def rollout(model: mdnrnn.MDNRNN, rnn_params, controller_params, initial_z, key, *,
-            kind: str, use_cell: bool, temperature: float, max_steps: int):
+            kind: str, use_cell: bool, temperature: float, max_steps: int, actions=None):
   """Dream episodes for a batch of controllers.
 
-  controller_params: pytree with leading [N]; initial_z [N, Z].
+  controller_params: pytree with leading [N]; initial_z [N, Z]. With `actions` [N, max_steps, A]
+  (a fixed action sequence per episode, as the diagnostics' random policy), the controller is
+  not used.
   Returns (returns [N], lengths [N] int32): steps survived before the predicted end.
   """
   chex.assert_rank(initial_z, 2)
@@ -39,7 +41,10 @@ def rollout(model: mdnrnn.MDNRNN, rnn_params, controller_params, initial_z, key,
   def body(loop):
     t, z, carry, alive, length, key = loop
     key, sample_key = jax.random.split(key)
-    action = act(controller_params, controller.features(z, carry, use_cell))
+    if actions is None:
+      action = act(controller_params, controller.features(z, carry, use_cell))
+    else:
+      action = actions[:, t]
     restart = jnp.full((num,), t == 0, jnp.float32)   # the first frame starts an episode
     carry, out = mdnrnn.step(model, rnn_params, carry, z, action, restart)
     z = mdnrnn.sample(out, sample_key, temperature)

@@ -1,4 +1,6 @@
 """V, M, C and CMA-ES of World Models against NumPy references."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,6 +156,26 @@ def test_dream_ends_where_the_model_says():
     np.testing.assert_array_equal(mean, np.full(3, length))
 
 
+def test_dream_with_fixed_actions_matches_a_controller_that_takes_them():
+  """dream.rollout's `actions` replace the controller step for step (the diagnostics' policies)."""
+  model = mdnrnn.MDNRNN(z_size=4, hidden=8, predict_done=True)
+  params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
+  # A sharp done head: its sign follows h, which follows the actions fed in.
+  params['params']['mdn']['kernel'] = params['params']['mdn']['kernel'].at[:, -1].multiply(50.0)
+  params['params']['mdn']['bias'] = params['params']['mdn']['bias'].at[-1].set(0.0)
+  stay = jax.tree.map(lambda x: jnp.zeros((6,) + x.shape), controller.init_params(4 + 16, 1))
+  initial = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+  run = functools.partial(dream.rollout, model, params, stay, initial, jax.random.PRNGKey(2),
+                          kind='doom', use_cell=True, temperature=1.0, max_steps=30)
+  _, by_controller = run()
+  _, by_actions = run(actions=jnp.zeros((6, 30, 1)))
+  np.testing.assert_array_equal(by_controller, by_actions)   # same actions, same key
+  lengths = {}
+  for value in (-1.0, 1.0):
+    _, lengths[value] = run(actions=jnp.full((6, 30, 1), value))
+  assert not np.array_equal(lengths[-1.0], lengths[1.0])   # the actions are used
+
+
 def test_mdnrnn_training_as_the_reference():
   """M as the reference trains it: forget-gate bias 1 (LayerNormBasicLSTMCell forget_bias),
   each gradient element clipped to +-1 (tf.clip_by_value), Doom's lr decayed 0.99999 per step."""
@@ -231,3 +253,17 @@ def test_packed_chunks_join_episodes_like_the_reference():
     np.testing.assert_array_equal(chunk['restart'], row_flags[:, i * length:(i + 1) * length - 1])
     np.testing.assert_array_equal(chunk['done'], row_flags[:, i * length + 1:(i + 1) * length])
     assert chunk['mask'].all() and chunk['mask'].shape == (batch, length - 1)
+
+
+def test_random_hold_actions_are_the_collection_policy():
+  from experiments import diagnose_world_models  # pylint: disable=g-import-not-at-top
+  actions = diagnose_world_models.random_hold_actions(np.random.default_rng(0), 50, 200, hold=10)
+  assert actions.shape == (50, 200, 1) and set(np.unique(actions)) <= {-1.0, 0.0, 1.0}
+  changes = np.flatnonzero(np.diff(actions[..., 0], axis=1) != 0)
+  assert len(changes) > 50 * 200 / 10 * 0.3   # holds of 1..10 steps, 2/3 of them a new action
+  for row in actions[..., 0]:
+    run, longest = 1, 1
+    for a, b in zip(row[:-1], row[1:]):
+      run = run + 1 if a == b else 1
+      longest = max(longest, run)
+    assert longest < 60   # a few equal draws in a row, never one endless hold

@@ -25,6 +25,16 @@ def test_doom_all_stages_in_the_dream_then_resume(tmp_path, capsys):
     assert series['mean'].shape[-1] == 64 and np.isfinite(series['mean']).all()
   result = json.load(open(os.path.join(logdir, 'eval.json')))
   assert result['episodes'] == 2 and 0 < result['mean'] <= 12
+  # The bug-or-budget checks run on this run directory.
+  from experiments import diagnose_world_models  # pylint: disable=g-import-not-at-top
+  report = diagnose_world_models.main(['--logdir', logdir, '--episodes', '2',
+                                       '--dream_episodes', '4'])
+  for policy in ('stay', 'random', 'evolved'):
+    times = report['survival'][policy]
+    assert 0 < times['real'] <= 12 and 0 < times['dream_tau_1.15'] <= 10, (policy, times)
+  assert [b['steps'] for b in report['done_head']] == ['0-100', '100-200', '200-300', '300-500',
+                                                        '500-']
+  assert report['reconstruction_mse']['other'] > 0 and report['verdict']
   capsys.readouterr()
   wm_main.main(argv + ['--stage', 'all'])  # everything exists: every stage is skipped
   out = capsys.readouterr().out
