@@ -75,3 +75,24 @@ def test_env_pool_processes_match_in_process():
       results.append(rollouts.run_episodes(pool, policy, [0, 0, 0], [4, 5, 6]))
   np.testing.assert_array_equal(results[0][1], [5, 5, 5])
   np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+def test_doom_frames_are_the_game_view_above_the_status_bar():
+  """As the reference (640x480 with the status bar, rows 0:400): the bar is drawn, then cut."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  env = rollouts.FrameEnv('doom_take_cover', time_limit=10)
+  try:
+    frame = env.reset(seed=0)
+    screen = env._env.unwrapped.game.get_state().screen_buffer   # pylint: disable=protected-access
+    view = screen[:rollouts.DOOM_VIEW_ROWS]
+    expected = np.asarray(Image.fromarray(view).resize((64, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(frame, expected)
+    import gymnasium as gym  # pylint: disable=g-import-not-at-top
+    plain = gym.make('VizdoomTakeCover-v1')   # the scenario's own settings: no status bar
+    no_bar = plain.reset(seed=0)[0]['screen']
+    plain.close()
+    assert screen.shape == no_bar.shape == (240, 320, 3)
+    difference = np.abs(screen[209:].astype(int) - no_bar[209:]).mean()
+    assert difference > 20, difference   # the bottom rows are the bar, not the floor
+  finally:
+    env.close()
