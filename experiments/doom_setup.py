@@ -39,7 +39,12 @@ def _game_env(resolution=None, hud=None, skill=None):
 def random_lengths(skill, hold, episodes, seed=0):
   """Episode lengths [episodes] of the random policy holding each action 1..hold steps."""
   env = rollouts.FrameEnv('doom_take_cover', time_limit=2100)
-  env._env.unwrapped.game.set_doom_skill(skill)   # pylint: disable=protected-access
+  game = env._env.unwrapped.game   # pylint: disable=protected-access
+  # Set before init: after a close() and init(), ViZDoom 1.3's set_doom_skill gives one easier
+  # game whatever the value (~325 steps for a random action every step, skills 4 and 5 alike).
+  game.close()
+  game.set_doom_skill(skill)
+  game.init()
   policy = rollouts.RandomPolicy('doom_take_cover', 1, hold, seed)
   lengths = []
   try:

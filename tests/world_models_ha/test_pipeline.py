@@ -90,9 +90,22 @@ def test_doom_frames_are_the_game_view_above_the_status_bar():
     import gymnasium as gym  # pylint: disable=g-import-not-at-top
     plain = gym.make('VizdoomTakeCover-v1')   # the scenario's own settings: no status bar
     no_bar = plain.reset(seed=0)[0]['screen']
-    plain.close()
     assert screen.shape == no_bar.shape == (240, 320, 3)
     difference = np.abs(screen[209:].astype(int) - no_bar[209:]).mean()
     assert difference > 20, difference   # the bottom rows are the bar, not the floor
+    # Drawing the bar (a re-init of the game) leaves the game itself as the scenario's: the same
+    # seed and actions end the episode at the same step.
+    env.time_limit = 2100
+    env.reset(seed=3)
+    plain.reset(seed=3)
+    actions = np.random.default_rng(0).integers(-1, 2, 2100)
+    for step, action in enumerate(actions):
+      _, _, terminated, _ = env.step([float(action)])
+      plain_terminated = plain.step(env._doom_actions[int(action)])[2]   # pylint: disable=protected-access
+      assert terminated == plain_terminated, step
+      if terminated:
+        break
+    assert 0 < step < 2099
+    plain.close()
   finally:
     env.close()
