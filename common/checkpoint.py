@@ -49,6 +49,15 @@ def _has_steps(path):
   return any(re.fullmatch(r'\d+', n) for n in os.listdir(path))
 
 
+def list_steps(directory):
+  """Steps of the checkpoints in `directory` (sorted; [] if there are none or no directory),
+  read without opening a checkpoint manager, which would create the directory."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory)
+                if re.fullmatch(r'\d+', n) and os.path.isdir(os.path.join(directory, n)))
+
+
 class Checkpointer:
   """Saves and restores `(state pytree, meta dict)` per step, keeping the newest `keep`.
 

@@ -360,6 +360,9 @@ def _train(loop):
   # Offline, run.steps counts updates through the ratio alone; pretrain applies online.
   loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start,
                           pretrain=0 if offline else run_config.pretrain)
+  if run_config.train_ratio == 0:
+    print('run.train_ratio=0: this run only collects experience (replay, scores); the agent is '
+          'never trained.', file=loop.stream)
   # Resume, or start from another run's checkpoint.
   if loop.checkpointer.latest_step() is not None:
     meta = loop.restore(loop.checkpointer)
@@ -472,6 +475,28 @@ def config_lib_replay(config):
   return replay_config
 
 
+def check_run_directories(run_config):
+  """ValueError (one line) if the run directory cannot be written, or if `eval_only` has no
+  checkpoint to read."""
+  logdir = run_config.logdir
+  try:
+    os.makedirs(logdir, exist_ok=True)
+    probe = os.path.join(logdir, f'.write_test{os.getpid()}')
+    with open(probe, 'w'):
+      pass
+    os.remove(probe)
+  except OSError as error:
+    raise ValueError(f'--logdir {logdir}: cannot write there ({error.strerror}); pass a '
+                     'writable directory.') from None
+  if run_config.eval_only:
+    source = run_config.from_checkpoint or os.path.join(logdir, 'checkpoints')
+    directory, step = checkpoint_lib.resolve(source)
+    steps = checkpoint_lib.list_steps(directory)
+    if not steps or (step is not None and step not in steps):
+      raise ValueError(f'--eval_only: no checkpoint in {source}; pass --from_checkpoint '
+                       'RUN/checkpoints of a trained run.')
+
+
 COMPILE_CACHE = os.path.expanduser('~/.cache/worldmodels_jax/xla')
 
 
@@ -483,8 +508,9 @@ def run_main(argv, presets, prog, make_agent):
   the run with one line naming the problem, not a traceback.
   """
   config = config_lib.parse(argv, presets, prog=prog)
-  try:  # a bad env name is command-line misuse: one line, exit code 2, before any work
+  try:  # command-line misuse: one line, exit code 2, before any work
     envs_lib.check_name(config.env)
+    check_run_directories(config.run)
   except ValueError as error:
     print(f'{prog}: error: {error}', file=sys.stderr)
     raise SystemExit(2) from None

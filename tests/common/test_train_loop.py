@@ -216,6 +216,15 @@ def test_run_eval_only_offline_and_sigterm(tmp_path):
   assert meta['updates'] == int(state['agent']['calls']) == 0
 
 
+def test_collect_only_run_says_so_once(tmp_path):
+  import io  # pylint: disable=g-import-not-at-top
+  stream = io.StringIO()
+  summary = train_loop.run(make_agent, _config(tmp_path, steps=60, train_ratio=0.0),
+                           stream=stream)
+  assert summary['updates'] == 0 and summary['step'] == 60
+  assert stream.getvalue().count('only collects') == 1
+
+
 def test_replay_context_stores_policy_latents_and_writes_back(tmp_path):
   """An agent with a replay context: random prefill steps store zeros, the policy's steps its
   entries, trained windows get the train step's entries back; windows are 1 + T steps; the

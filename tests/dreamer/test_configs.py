@@ -131,3 +131,21 @@ def test_v3_preset_budget_matches_the_benchmark_suite(suite):
     assert config.run.steps == 110_000 and bench.steps == 100_000
   else:
     assert config.run.steps == bench.steps
+
+
+def test_unusable_run_directories_are_one_line(tmp_path, capsys):
+  from dreamer import main as dreamer_main  # pylint: disable=g-import-not-at-top
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  empty = tmp_path / 'empty_run'
+  cases = [
+      (['--logdir', str(blocker / 'run')], '--logdir'),   # a file where a directory must go
+      (['--logdir', str(empty), '--eval_only'], '--eval_only'),
+      (['--logdir', str(tmp_path / 'x'), '--eval_only', '--from_checkpoint', str(empty)],
+       '--eval_only'),
+  ]
+  for extra, flag in cases:
+    with pytest.raises(SystemExit) as info:
+      dreamer_main.main(['--env', 'gym_CartPole-v1', '--size', 'debug'] + extra)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and flag in err, err
