@@ -10,9 +10,11 @@ setuptools.setup(
         'common', 'common.*', 'dreamer', 'dreamer.*', 'planet', 'planet.*',
         'world_models_ha', 'world_models_ha.*', 'experiments', 'experiments.*']),
     install_requires=[
-        # Bounds are the versions known to install and pass the tests together.
+        # Bounds are the versions known to install and pass the tests together: on Python
+        # 3.12, jax 0.12.0.1 / flax 0.12.12 / optax 0.2.8 / chex 0.1.92 / orbax 0.12.8 /
+        # numpy 2.5; on 3.11, where pip stops at jax 0.10.2 (0.11 needs Python >= 3.12).
         'numpy>=1.26,<3',
-        'jax>=0.6,<0.11',
+        'jax>=0.6,<0.13',
         'flax>=0.10,<0.13',
         'optax>=0.2.4,<0.3',
         'chex>=0.1.88,<0.2',
@@ -43,6 +45,6 @@ setuptools.setup(
         'test': ['pytest>=8', 'pytest-xdist>=3'],
         'ray': ['ray[default]>=2.9'],
         # The CUDA build of JAX for GPUs: pip install -e .[cuda]
-        'cuda': ['jax[cuda12]>=0.6,<0.11'],
+        'cuda': ['jax[cuda12]>=0.6,<0.13'],
     },
 )

@@ -12,6 +12,7 @@ Layout: `directory/<step>/state` (the pytree) and `directory/<step>/meta`.
 import logging as _pylogging
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,25 @@ def list_steps(directory):
     return []
   return sorted(int(n) for n in os.listdir(directory)
                 if re.fullmatch(r'\d+', n) and os.path.isdir(os.path.join(directory, n)))
+
+
+def _silence_reads_left_behind():
+  """After a failed restore, reads that orbax had started still complete, and their callbacks
+  post to the event loop that orbax closed when it raised: each one would print a `RuntimeError:
+  Event loop is closed` traceback through `sys.unraisablehook`, hundreds for one bad
+  checkpoint. This drops exactly those; every other unraisable exception is reported as before."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_closed_loop_callbacks', False):
+    return
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == 'Event loop is closed':
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop_callbacks = True
+  sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -132,6 +152,7 @@ class Checkpointer:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as error:  # orbax raises many kinds; all mean "unreadable"
+      _silence_reads_left_behind()
       raise ValueError(f'Checkpoint {path} is unreadable or does not match the agent state '
                        f'({type(error).__name__}: {str(error)[:300]}).') from error
     state, meta = restored['state'], restored['meta']
