@@ -176,6 +176,27 @@ class Logger:
       if np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number):
         self._scalars[f'{prefix}/{key}'].append(float(value))
 
+  def forget_after(self, step):
+    """Drops the lines of `metrics.jsonl`, `scores.jsonl` and `eval_scores.jsonl` logged after
+    `step`: on a resume from the checkpoint at `step`, those steps are run again, and a killed
+    run's lines for them would otherwise stay beside the new ones."""
+    handles = {'metrics.jsonl': '_metrics_file', 'scores.jsonl': '_scores_file',
+               'eval_scores.jsonl': '_eval_scores_file'}
+    for name, attribute in handles.items():
+      path = os.path.join(self.logdir, name)
+      if not os.path.exists(path):
+        continue
+      if getattr(self, attribute) is not None:
+        getattr(self, attribute).close()
+      with open(path) as file:
+        kept = [line for line in file if line.strip() and json.loads(line)['step'] <= step]
+      temporary = f'{path}.tmp{os.getpid()}'
+      with open(temporary, 'w') as file:
+        file.writelines(kept)
+      os.replace(temporary, path)
+      if attribute != '_eval_scores_file' or getattr(self, attribute) is not None:
+        setattr(self, attribute, open(path, 'a'))
+
   def close(self):
     self._metrics_file.close()
     self._scores_file.close()

@@ -369,6 +369,7 @@ def _train(loop):
     loop.step = int(meta['agent_steps'])
     loop.ratio.updates = int(meta['updates'])
     loop.ratio.start = int(meta.get('train_start', loop.ratio.start))
+    loop.logger.forget_after(loop.step)
     print(f'Resumed from checkpoint {loop.checkpointer.directory}/{loop.step}: agent step '
           f'{loop.step}, {loop.ratio.updates} updates.', file=loop.stream)
   elif run_config.from_checkpoint:

@@ -70,3 +70,20 @@ def test_episode_keeps_labels_in_jsonl_and_averages_only_numbers(tmp_path):
   logger.close()
   record = json.loads((tmp_path / 'scores.jsonl').read_text().strip())
   assert record == {'step': 10, 'score': 1.5, 'length': 7, 'stage': 'collect', 'achievements': 3}
+
+
+def test_forget_after_drops_the_lines_a_resume_runs_again(tmp_path):
+  logger = Logger(tmp_path, total_steps=10, tensorboard=False, stream=io.StringIO())
+  for step in (2, 4, 6):
+    logger.episode(step, score=step, length=1)
+    logger.episode(step, score=-step, length=1, mode='eval')
+    logger.scalar('x', 1.0)
+    logger.write(step)
+  logger.forget_after(4)
+  logger.episode(5, score=5, length=1)   # the resumed run goes on appending
+  logger.write(5)
+  logger.close()
+  read = lambda name: [json.loads(line)['step'] for line in open(tmp_path / name)]
+  assert read('scores.jsonl') == [2, 4, 5]
+  assert read('eval_scores.jsonl') == [2, 4]
+  assert read('metrics.jsonl') == [2, 4, 5]

@@ -309,6 +309,10 @@ def test_sigkill_resume(tmp_path):
     assert open(os.path.join(replay_dir, name), 'rb').read() == data
   assert summary['replay_steps'] >= meta['replay']['steps'] + 100
   assert b'Resumed from checkpoint' in result.stdout
+  # The killed run's lines after the checkpoint were dropped: each step is logged once, in order.
+  for name in ('scores.jsonl', 'metrics.jsonl'):
+    steps = [json.loads(line)['step'] for line in open(os.path.join(logdir, name))]
+    assert steps == sorted(steps), name
   # The agent state continued from the checkpoint: its update counter matches the ratio.
   state, final_meta = _restore(logdir)
   assert int(state['agent']['calls']) == final_meta['updates'] == _expected_updates(
