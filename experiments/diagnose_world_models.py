@@ -1,6 +1,6 @@
 """Bug-or-budget checks for a World Models DoomTakeCover run: does the dream match the game?
 
-  python -m experiments.diagnose_world_models --logdir RUN [--episodes 16] [--dream_episodes 256]
+  python -m experiments.diagnose_world_models --logdir RUN [--episodes 16] [--dream_episodes 64]
 
 On a run directory with every stage done (rollouts, V, M, C), about a minute on a CPU:
   * survival: mean episode length of known policies (always stay, random actions held 1..10
@@ -48,24 +48,33 @@ class _Stay:
     return np.zeros((len(frames), 1), np.float32)
 
 
-def done_head_by_time(model, params, series, max_episodes=200):
-  """Recall at deaths and false positives elsewhere of the done head, by steps since reset."""
-  lengths = series['mask'].sum(1)[:max_episodes]
-  logits, times, deaths = [], [], []
+def done_head_by_time(model, params, series, max_episodes=200, batch=50):
+  """Recall at deaths and false positives elsewhere of the done head, by steps since reset.
+
+  M reads each episode from a zero state with the restart flag on its first step (teacher
+  forcing on V's means), in batches of the padded series: one compiled program.
+  """
+  mask = series['mask'][:max_episodes].astype(bool)
+  lengths = mask.sum(1)
   unroll = jax.jit(lambda z, a, r: mdnrnn.unroll(model, params, z, a, restart=r)[0].done_logit)
-  for e, length in enumerate(lengths):
-    z = jnp.asarray(series['mean'][e:e + 1, :length])
-    a = jnp.asarray(series['action'][e:e + 1, :length])
-    restart = jnp.zeros((1, length), jnp.float32).at[:, 0].set(1.0)
-    logits.append(np.asarray(unroll(z, a, restart))[0])
-    times.append(np.arange(length))
-    death = np.zeros(length, bool)
-    death[-1] = bool(series['done'][e, length - 1])   # the game ended after the last action
-    deaths.append(death)
-  logits, times, deaths = map(np.concatenate, (logits, times, deaths))
+  logits = []
+  for first in range(0, len(mask), batch):
+    z = series['mean'][first:first + batch]
+    a = series['action'][first:first + batch]
+    pad = batch - len(z)   # the last batch padded to the same shape
+    z, a = (np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) for x in (z, a))
+    restart = np.zeros(z.shape[:2], np.float32)
+    restart[:, 0] = 1.0
+    logits.append(np.asarray(unroll(jnp.asarray(z), jnp.asarray(a), jnp.asarray(restart)))
+                  [:batch - pad])
+  logits = np.concatenate(logits)
+  times = np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
+  deaths = np.zeros_like(mask)   # the game ended after an episode's last action
+  ended = series['done'][np.arange(len(mask)), lengths - 1].astype(bool)
+  deaths[np.arange(len(mask)), lengths - 1] = ended
   result = []
   for low, high in zip(BUCKETS[:-1], BUCKETS[1:]):
-    inside = (times >= low) & (times < high)
+    inside = mask & (times >= low) & (times < high)
     positive, negative = inside & deaths, inside & ~deaths
     result.append({'steps': f'{low}-{high if high < 10 ** 9 else ""}',
                    'deaths': int(positive.sum()),
@@ -75,25 +84,37 @@ def done_head_by_time(model, params, series, max_episodes=200):
   return result
 
 
-def reconstruction_near_deaths(vae_model, vae_params, paths, before=10, max_episodes=100):
-  """Mean squared error per pixel of V's reconstructions: last `before` frames before a death
-  against all other frames."""
-  encode_decode = jax.jit(lambda x: vae.decode(vae_model, vae_params,
-                                               vae.encode(vae_model, vae_params, x)[0]))
-  errors = {'before_death': [], 'other': []}
+def reconstruction_near_deaths(vae_model, vae_params, paths, before=10, max_episodes=100,
+                               seed=0, batch=100):
+  """Mean squared error per pixel of V's reconstructions: the last `before` frames before each
+  death against as many frames drawn from the rest of the same episodes."""
+  rng = np.random.default_rng(seed)
+  frames = {'before_death': [], 'other': []}
   for path in paths[:max_episodes]:
     episode = rollouts.load_episode(path)
-    frames = episode['obs']
-    error = np.asarray(jnp.square(encode_decode(frames) - vae.to_float(frames)).mean((1, 2, 3)))
-    near = np.zeros(len(frames), bool)
+    obs = episode['obs']
+    near = np.zeros(len(obs), bool)
     if episode['done'][-1]:
       near[-before:] = True
-    errors['before_death'] += error[near].tolist()
-    errors['other'] += error[~near].tolist()
-  return {key: (float(np.mean(value)) if value else None) for key, value in errors.items()}
+    frames['before_death'].append(obs[near])
+    others = np.flatnonzero(~near)
+    frames['other'].append(obs[rng.choice(others, min(before, len(others)), replace=False)])
+  encode_decode = jax.jit(lambda x: jnp.square(
+      vae.decode(vae_model, vae_params, vae.encode(vae_model, vae_params, x)[0])
+      - vae.to_float(x)).mean((1, 2, 3)))
+  result = {}
+  for key, chunks in frames.items():
+    images = np.concatenate(chunks) if chunks else np.zeros((0,) + rollouts.FRAME_SHAPE, np.uint8)
+    errors = []
+    for first in range(0, len(images), batch):   # fixed-size batches: one compiled program
+      part = images[first:first + batch]
+      padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
+      errors.append(np.asarray(encode_decode(jnp.asarray(padded)))[:len(part)])
+    result[key] = float(np.concatenate(errors).mean()) if errors else None
+  return result
 
 
-def diagnose(logdir, episodes=16, dream_episodes=256, temperatures=(1.0, 1.15), seed=0):
+def diagnose(logdir, episodes=16, dream_episodes=64, temperatures=(1.0, 1.15), seed=0):
   config = config_lib.load(os.path.join(logdir, 'config.yaml'), configs.Config)
   if wm_main.kind_of(config) != 'doom':
     raise ValueError('diagnose_world_models: the dream checks need a DoomTakeCover run.')
@@ -117,16 +138,16 @@ def diagnose(logdir, episodes=16, dream_episodes=256, temperatures=(1.0, 1.15), 
   policies = {'stay': (tile(stay_params), None),          # (controller, fixed actions)
               'random': (tile(stay_params), random_actions),
               'evolved': (tile(best), None)}
+  # Two compiled programs in all: controller or fixed actions (tau is traced).
   run = jax.jit(functools.partial(dream.rollout, rnn_model, kind='doom', use_cell=use_cell,
-                                  max_steps=max_steps),
-                static_argnames=('temperature',))
+                                  max_steps=max_steps))
   survival = {}
   for name, (controller_params, actions) in policies.items():
     survival[name] = {}
     for tau in temperatures:
       key, run_key = jax.random.split(key)
-      _, lengths = run(rnn_params, controller_params, initial, run_key, temperature=tau,
-                       actions=actions)
+      _, lengths = run(rnn_params, controller_params, initial, run_key,
+                       temperature=jnp.float32(tau), actions=actions)
       survival[name][f'dream_tau_{tau}'] = float(np.mean(np.asarray(lengths)))
   real_policies = {'stay': _Stay(),
                    'random': rollouts.RandomPolicy(config.env.name, config.run.eval_envs, hold,
@@ -161,7 +182,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(prog='experiments.diagnose_world_models')
   parser.add_argument('--logdir', required=True)
   parser.add_argument('--episodes', type=int, default=16, help='real episodes per policy')
-  parser.add_argument('--dream_episodes', type=int, default=256)
+  parser.add_argument('--dream_episodes', type=int, default=64)
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
   if not os.path.isfile(os.path.join(args.logdir, 'config.yaml')):
