@@ -477,9 +477,16 @@ def config_lib_replay(config):
 
 
 def check_run_directories(run_config):
-  """ValueError (one line) if the run directory cannot be written, or if `eval_only` has no
-  checkpoint to read."""
+  """ValueError (one line) if `eval_only` has no checkpoint to read, or if the run directory
+  cannot be written (checked in that order, so a mistyped --logdir is not created)."""
   logdir = run_config.logdir
+  if run_config.eval_only:
+    source = run_config.from_checkpoint or os.path.join(logdir, 'checkpoints')
+    directory, step = checkpoint_lib.resolve(source)
+    steps = checkpoint_lib.list_steps(directory)
+    if not steps or (step is not None and step not in steps):
+      raise ValueError(f'--eval_only: no checkpoint in {source}; pass --from_checkpoint '
+                       'RUN/checkpoints of a trained run.')
   try:
     os.makedirs(logdir, exist_ok=True)
     probe = os.path.join(logdir, f'.write_test{os.getpid()}')
@@ -489,13 +496,6 @@ def check_run_directories(run_config):
   except OSError as error:
     raise ValueError(f'--logdir {logdir}: cannot write there ({error.strerror}); pass a '
                      'writable directory.') from None
-  if run_config.eval_only:
-    source = run_config.from_checkpoint or os.path.join(logdir, 'checkpoints')
-    directory, step = checkpoint_lib.resolve(source)
-    steps = checkpoint_lib.list_steps(directory)
-    if not steps or (step is not None and step not in steps):
-      raise ValueError(f'--eval_only: no checkpoint in {source}; pass --from_checkpoint '
-                       'RUN/checkpoints of a trained run.')
 
 
 COMPILE_CACHE = os.path.expanduser('~/.cache/worldmodels_jax/xla')

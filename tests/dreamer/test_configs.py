@@ -149,3 +149,4 @@ def test_unusable_run_directories_are_one_line(tmp_path, capsys):
       dreamer_main.main(['--env', 'gym_CartPole-v1', '--size', 'debug'] + extra)
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and flag in err, err
+  assert not empty.exists()   # a failed --eval_only creates no run directory
