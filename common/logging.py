@@ -186,15 +186,16 @@ class Logger:
       path = os.path.join(self.logdir, name)
       if not os.path.exists(path):
         continue
-      if getattr(self, attribute) is not None:
-        getattr(self, attribute).close()
+      handle = getattr(self, attribute)   # eval_scores.jsonl opens on its first line
+      if handle is not None:
+        handle.close()
       with open(path) as file:
         kept = [line for line in file if line.strip() and json.loads(line)['step'] <= step]
       temporary = f'{path}.tmp{os.getpid()}'
       with open(temporary, 'w') as file:
         file.writelines(kept)
       os.replace(temporary, path)
-      if attribute != '_eval_scores_file' or getattr(self, attribute) is not None:
+      if handle is not None:
         setattr(self, attribute, open(path, 'a'))
 
   def close(self):

@@ -2,9 +2,10 @@
 
 `FrameEnv` wraps CarRacing-v3 (gymnasium, Box2D) or VizdoomTakeCover-v1 (ViZDoom) and returns
 64x64 RGB uint8 frames as the reference code makes them (CarRacing: the top 84 rows without the
-dashboard, resized; Doom: the game view above the status bar, resized; see `DOOM_VIEW_ROWS`). `EnvPool` steps N of them in worker processes.
-`run_episodes` runs a queue of episodes over the pool's slots with a host-side batched policy,
-so P candidates x R rollouts are evaluated N at a time.
+dashboard, resized; Doom: the game view above the status bar, resized; see `DOOM_VIEW_ROWS`).
+`EnvPool` steps N of them in worker processes. `run_episodes` runs a queue of episodes over the
+pool's slots with a host-side batched policy, so P candidates x R rollouts are evaluated N at a
+time.
 
 An episode on disk (`rollouts/<id>.npz`): `obs` uint8 [T, 64, 64, 3], the frame seen before each
 action (as the reference's extract.py records them: the frame after the last action is not kept;
