@@ -74,6 +74,8 @@ class Presets(NamedTuple):
     required, unless there is only one algorithm).
   validators: extra checks `function(Config) -> None` that raise ConfigError
     (or ValueError), run by `validate` after the built-in ones.
+  auto_sizes: the size presets (smallest first) that an `auto` size preset may pick; where
+    its pick does not fit the device, the train loop falls back through the smaller ones.
   """
   base: Any
   algos: dict
@@ -83,6 +85,7 @@ class Presets(NamedTuple):
   default_size: str = ''
   default_algo: str = ''
   validators: tuple = ()
+  auto_sizes: tuple = ()
 
 
 # --- Keys ------------------------------------------------------------------
@@ -445,6 +448,12 @@ def make_parser(presets: Presets, prog: Optional[str] = None):
   parser.add_argument('--from_checkpoint', metavar='DIR',
                       help='checkpoint directory to start from')
   return parser
+
+
+def requested_size(argv: Optional[Sequence[str]], presets: Presets) -> str:
+  """The size preset the command line asks for (`--size`, else the default)."""
+  args, _ = make_parser(presets).parse_known_args(sys.argv[1:] if argv is None else list(argv))
+  return args.size or presets.default_size
 
 
 def parse(argv: Optional[Sequence[str]], presets: Presets,

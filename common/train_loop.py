@@ -110,8 +110,7 @@ class _Policy:
 class _Loop:
   """State of one `run` call; see the module docstring."""
 
-  def __init__(self, make_agent, config, make_env, stream):
-    self.config = config
+  def __init__(self, make_agent, config, make_env, stream, fit=None):
     self.run_config = run_config = config.run
     self.logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
     os.makedirs(self.logdir, exist_ok=True)
@@ -127,6 +126,13 @@ class _Loop:
     spaces_from = self.train_env or self.eval_env
     self.obs_space = _strip_log(spaces_from.obs_space)
     self.act_space = spaces_from.act_space
+    if fit is not None:
+      try:
+        config = fit(config, self.obs_space, self.act_space)
+      except BaseException:
+        self.close_envs()
+        raise
+    self.config = config
     self.agent = make_agent(config, self.obs_space, self.act_space)
     key = jax.random.PRNGKey(run_config.seed)
     init_key, self.policy_key = jax.random.split(key)
@@ -274,6 +280,9 @@ class _Loop:
     self.restore_signals()
     self.logger.close()
     self.checkpointer.close()
+    self.close_envs()
+
+  def close_envs(self):
     for env in (self.train_env, self.eval_env):
       if env is not None and hasattr(env, 'close'):
         env.close()
@@ -303,7 +312,7 @@ class _Timer:
     return False
 
 
-def run(make_agent, config, make_env=None, stream=None):
+def run(make_agent, config, make_env=None, stream=None, fit=None):
   """Trains (or evaluates) the agent built by `make_agent(config, obs_space, act_space)`.
 
   Args:
@@ -312,6 +321,8 @@ def run(make_agent, config, make_env=None, stream=None):
       `replay` (ReplayConfig) sections.
     make_env: `(env_config, num, seed) -> BatchEnv`; default `common.envs.make_batch`.
     stream: console stream (default stdout).
+    fit: optional `(config, obs_space, act_space) -> config`, called once the env's spaces
+      are known and before the agent is built (`run_main` checks the size fits there).
   Returns:
     A summary dict: `start_step`, `step`, `updates`, `replay_steps`, `eval_scores`,
     `interrupted`.
@@ -319,7 +330,8 @@ def run(make_agent, config, make_env=None, stream=None):
   for section in ('run', 'env', 'replay'):
     if not hasattr(config, section):
       raise TypeError(f'config has no {section!r} section; pass the algorithm\'s top-level Config.')
-  loop = _Loop(make_agent, config, make_env, stream or sys.stdout)
+  loop = _Loop(make_agent, config, make_env, stream or sys.stdout, fit)
+  config = loop.config
   try:
     config_lib.save(config, os.path.join(loop.logdir, 'config.yaml'))
     if config.run.eval_only:
@@ -499,6 +511,50 @@ def check_run_directories(run_config):
 
 
 COMPILE_CACHE = os.path.expanduser('~/.cache/worldmodels_jax/xla')
+# Share of a device's memory a train step may plan to use: the rest is headroom for the
+# allocator, the policy and (on a CPU) the replay.
+MEMORY_SHARE = 0.9
+
+
+def fit_size(argv, presets, prog, make_agent, stream=None):
+  """`fit(config, obs_space, act_space) -> config` for `run`: the train step's estimated
+  peak memory (`common.memory`, from its jaxpr, before compiling) against the device's.
+
+  With `--size auto` (or no --size where the default is auto) the pick is announced in one
+  line and, where it does not fit, the next smaller of `presets.auto_sizes` is tried. A size
+  that does not fit otherwise ends the run with one line and exit code 2.
+  """
+  from common import memory  # pylint: disable=g-import-not-at-top
+  auto = config_lib.requested_size(argv, presets) == 'auto'
+  stream = stream or sys.stdout
+
+  def need(config, obs_space, act_space):
+    agent = make_agent(config, obs_space, act_space)
+    length = config.run.batch_length + agent.replay_context
+    return memory.train_step_bytes(agent, obs_space, act_space, config.run.batch_size, length)
+
+  def fit(config, obs_space, act_space):
+    have = memory.device_bytes()
+    device = f'{jax.default_backend()} device {jax.local_devices()[0].device_kind!r}'
+    candidates = [config]
+    if auto and config.size in presets.auto_sizes:
+      smaller = presets.auto_sizes[:presets.auto_sizes.index(config.size)]
+      candidates += [config_lib.parse(list(argv) + ['--size', name], presets, prog)
+                     for name in reversed(smaller)]
+    for candidate in candidates:
+      needed = need(candidate, obs_space, act_space)
+      if needed <= MEMORY_SHARE * have:
+        if auto:
+          print(f'--size auto: {candidate.size} on this {device} (a train step needs about '
+                f'{memory.gib(needed)} of {memory.gib(have)}); pass --size to choose.',
+                file=stream)
+        return candidate
+    print(f'{prog}: error: size {candidate.size!r} with batch {candidate.run.batch_size} x '
+          f'{candidate.run.batch_length} needs about {memory.gib(needed)} for a train step, but '
+          f'the {device} has {memory.gib(have)}; pick a smaller --size or '
+          '--set run.batch_size=...', file=sys.stderr)
+    raise SystemExit(2)
+  return fit
 
 
 def run_main(argv, presets, prog, make_agent):
@@ -506,7 +562,8 @@ def run_main(argv, presets, prog, make_agent):
 
   Compiled programs go to a persistent cache, so a resumed run starts in seconds. An agent
   that rejects the spaces (ValueError) or a model that does not fit in device memory ends
-  the run with one line naming the problem, not a traceback.
+  the run with one line naming the problem, not a traceback (exit code 2 when the estimate
+  says so before compiling, 1 when the device runs out anyway).
   """
   config = config_lib.parse(argv, presets, prog=prog)
   try:  # command-line misuse: one line, exit code 2, before any work
@@ -525,8 +582,10 @@ def run_main(argv, presets, prog, make_agent):
     except ValueError as error:
       raise SystemExit(f'{prog}: {error}') from None
 
+  fit = None if config.run.eval_only else fit_size(
+      argv, presets, prog, checked_make_agent)
   try:
-    return run(checked_make_agent, config)
+    return run(checked_make_agent, config, fit=fit)
   except jax.errors.JaxRuntimeError as error:
     if 'RESOURCE_EXHAUSTED' not in str(error):
       raise

@@ -596,15 +596,26 @@ SIZES['debug'] = debug
 # ---------------------------------------------------------------- presets
 
 
-def _default_size(config: Config) -> Config:
-  """The size when --size is not given: size12m on DMC (2411f7d `dmc_proprio`, `dmc_vision`),
-  else size200m.
+# Presets `--size auto` may pick, smallest first; it falls back through them when the
+# paper's size does not fit the device (common/train_loop.py `fit_size`).
+AUTO_SIZES = ('size1m', 'size12m', 'size25m', 'size50m', 'size100m', 'size200m')
 
-  DreamerV1/V2 keep their papers' sizes (set by the algorithm and `_algo_suite`).
+
+def auto(config: Config) -> Config:
+  """The default size: on an accelerator the paper's (size12m on DMC, 2411f7d `dmc_proprio`,
+  `dmc_vision`; else size200m); on a CPU size1m, the largest preset that trains at a usable
+  speed there (BENCHMARKS.md: 0.26 size1m updates/s on 2 cores, size12m 0.035).
+
+  DreamerV1/V2 keep their papers' sizes (set by the algorithm and `_algo_suite`). Whether
+  the pick fits the device's memory is checked once the env's spaces are known.
   """
   if config.algo in ('dreamerv1', 'dreamerv2'):
     return config
-  name = 'size12m' if config.suite in _DMC_SUITES else 'size200m'
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() == 'cpu':
+    name = 'size1m'
+  else:
+    name = 'size12m' if config.suite in _DMC_SUITES else 'size200m'
   return SIZES[name](config)
 
 
@@ -651,6 +662,6 @@ def validate(config: Config) -> None:
 
 
 PRESETS = config_lib.Presets(
-    base=Config, algos=ALGORITHMS, suites=SUITES, sizes={'default': _default_size, **SIZES},
-    suite_for_env=suite_for_env, default_size='default', default_algo='dreamerv3',
-    validators=(validate,))
+    base=Config, algos=ALGORITHMS, suites=SUITES, sizes={'auto': auto, **SIZES},
+    suite_for_env=suite_for_env, default_size='auto', default_algo='dreamerv3',
+    validators=(validate,), auto_sizes=AUTO_SIZES)

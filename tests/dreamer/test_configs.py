@@ -40,7 +40,7 @@ def test_sizes_match_paper_table(size):
 def test_v3_defaults():
   config = parse('--env', 'gym_CartPole-v1')
   agent = config.agent
-  assert config.algo == 'dreamerv3' and config.size == 'size200m'
+  assert config.algo == 'dreamerv3' and config.size == 'size1m'  # --size auto on a CPU
   assert (config.run.batch_size, config.run.batch_length) == (16, 64)
   assert agent.rssm.unimix == 0.01 and agent.actor.unimix == 0.01
   assert (agent.kl.mode, agent.kl.free, agent.kl.dyn_scale, agent.kl.rep_scale) == (
@@ -63,6 +63,25 @@ def test_v3_defaults():
   assert agent.actor.eval_sample
 
 
+@pytest.mark.parametrize('backend, env, size', [
+    ('cpu', 'atari_pong', 'size1m'), ('cpu', 'dmc_walker_walk', 'size1m'),
+    ('gpu', 'atari_pong', 'size200m'), ('tpu', 'crafter_reward', 'size200m'),
+    ('gpu', 'dmc_walker_walk', 'size12m')])
+def test_size_auto_picks_by_backend(monkeypatch, backend, env, size):
+  # The paper's size on an accelerator (DMC: size12m, 2411f7d), size1m on a CPU.
+  import jax  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  assert parse('--env', env).size == size
+  assert parse('--env', env, '--size', 'auto').size == size
+  assert parse('--env', env, '--size', 'size25m').size == 'size25m'  # --size wins
+
+
+def test_size_auto_keeps_v1_v2_paper_sizes():
+  for algo in ('dreamerv1', 'dreamerv2'):
+    assert parse('--config', algo, '--env', 'atari_pong') == parse(
+        '--config', algo, '--env', 'atari_pong', '--size', 'auto')
+
+
 @pytest.mark.parametrize('env, suite, ratio', [
     ('atari_pong', 'atari', 32.0), ('atari100k_pong', 'atari100k', 256.0),
     ('dmc_walker_walk', 'dmc_vision', 512.0), ('crafter_reward', 'crafter', 512.0),
@@ -83,10 +102,10 @@ def test_suite_presets():
   assert (a100k.env.noops, a100k.env.actions, a100k.env.sticky) == (0, 'all', False)
   assert a100k.env.time_limit * a100k.env.action_repeat == 100_000   # 2411f7d `length`
   for suite in ('dmc_proprio', 'dmc_vision'):
-    dmc = parse('--env', 'dmc_walker_walk', '--suite', suite)
+    dmc = parse('--env', 'dmc_walker_walk', '--suite', suite, '--size', 'size12m')
     assert (dmc.size, dmc.run.train_ratio, dmc.env.action_repeat) == ('size12m', 512.0, 2)
     assert dmc.agent.rssm.deter == 2048 and dmc.env.pixels == (suite == 'dmc_vision')
-  # An explicit --size wins over the suite's default size.
+  # An explicit --size wins (the suite's accelerator size: test_size_auto_picks_by_backend).
   assert parse('--env', 'dmc_walker_walk', '--suite', 'dmc_proprio',
                '--size', 'size1m').agent.rssm.deter == 512
   assert parse('--env', 'crafter_reward').run.envs == 1
