@@ -41,6 +41,14 @@ class RunConfig:
   from_checkpoint: str = ''      # checkpoint directory to start from
   offline_replay: str = ''       # train only from this replay directory, no env interaction
   max_nonfinite: int = 50        # consecutive skipped non-finite updates that stop the run
+  # Devices (common/devices.py): local indices; the batch is split over the train devices.
+  train_devices: tuple[int, ...] = ()   # () = every local device
+  policy_devices: tuple[int, ...] = (0,)
+  # Several hosts (jax.distributed); unset values come from JAX_COORDINATOR_ADDRESS,
+  # JAX_NUM_PROCESSES, JAX_PROCESS_ID.
+  coordinator: str = ''          # HOST:PORT of process 0
+  processes: int = 0             # number of processes (0: the environment's, else 1)
+  process_id: int = -1           # this process (-1: the environment's, else 0)
 
 
 # ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import numpy as np
 
 from common import checkpoint as checkpoint_lib
 from common import config as config_lib
+from common import devices as devices_lib
 from common import envs as envs_lib
 from common import logging as logging_lib
 from common import replay as replay_lib
@@ -98,11 +99,17 @@ class _Policy:
     self._loop = loop
     self._mode = mode
     self._carry = loop.agent.init_policy_carry(num_envs)
+    placement = loop.placement
+    self._sharding = (placement.policy_sharding(num_envs)
+                      if placement.policy_mesh.devices.size > 1 else None)
 
   def __call__(self, obs):
     loop = self._loop
+    obs = _strip_log(obs)
+    if self._sharding is not None:
+      obs = jax.device_put(obs, self._sharding)
     action, self._carry, loop.policy_key, entries = loop.policy(
-        loop.state, self._carry, _strip_log(obs), loop.policy_key, self._mode)
+        loop.policy_state(), self._carry, obs, loop.policy_key, self._mode)
     loop.last_entries = jax.device_get(entries) if entries else None
     return np.asarray(action)
 
@@ -134,9 +141,14 @@ class _Loop:
         raise
     self.config = config
     self.agent = make_agent(config, self.obs_space, self.act_space)
+    self.placement = devices_lib.Placement(run_config)
+    if self.placement.train_devices > 1 or not self.placement.same_devices:
+      print(self.placement.describe() + '.', file=stream)
     key = jax.random.PRNGKey(run_config.seed)
-    init_key, self.policy_key = jax.random.split(key)
-    self.state = self.agent.init(init_key)
+    init_key, policy_key = jax.random.split(key)
+    self.state = self.placement.put_state(self.agent.init(init_key))
+    self.policy_key = jax.device_put(policy_key, self.placement.policy_replicated)
+    self._policy_state = None   # the train state copied where the policy runs, until an update
     agent = self.agent
 
     def policy_step(state, carry, obs, key, mode):
@@ -152,7 +164,9 @@ class _Loop:
       return state, metrics, guard
     # One dispatch per env step and per update (RNG split and guard inside).
     self.policy = jax.jit(policy_step, static_argnums=(4,))
-    self.train = jax.jit(train_step, donate_argnums=0)
+    # The state stays replicated over the train devices; the batch arrives split.
+    self.train = jax.jit(train_step, donate_argnums=0,
+                         out_shardings=self.placement.replicated)
     self.report = jax.jit(self.agent.report)
     self.checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(self.logdir, 'checkpoints'), run_config.keep_checkpoints)
@@ -187,14 +201,23 @@ class _Loop:
   def restore(self, checkpointer, step=None):
     target = {'agent': self.state, 'policy_key': self.policy_key}
     restored, meta = checkpointer.restore(target, step)
-    self.state, self.policy_key = restored['agent'], restored['policy_key']
+    self.state = self.placement.put_state(restored['agent'])
+    self.policy_key = jax.device_put(restored['policy_key'], self.placement.policy_replicated)
+    self._policy_state = None
     return meta
+
+  def policy_state(self):
+    if self._policy_state is None:
+      self._policy_state = self.placement.policy_state(self.state)
+    return self._policy_state
 
   # --- pieces -----------------------------------------------------------------
 
   def train_step(self, replay):
     batch, where = replay.sample_train(self.run_config.batch_size, self.window)
+    batch = self.placement.put_batch(batch)
     self.state, metrics, self.guard = self.train(self.state, batch, self.guard, self.step)
+    self._policy_state = None
     entries = metrics.pop('replay', None)
     self.write_entries(replay)
     if entries is not None:
@@ -565,9 +588,18 @@ def run_main(argv, presets, prog, make_agent):
   the run with one line naming the problem, not a traceback (exit code 2 when the estimate
   says so before compiling, 1 when the device runs out anyway).
   """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  # Several hosts join before any device is touched; `--size auto` asks for the backend, so
+  # the run flags are read from a parse without a size preset first.
+  try:
+    devices_lib.initialize_distributed(config_lib.parse(argv + ['--size', ''], presets, prog).run)
+  except ValueError as error:
+    print(f'{prog}: error: {error}', file=sys.stderr)
+    raise SystemExit(2) from None
   config = config_lib.parse(argv, presets, prog=prog)
   try:  # command-line misuse: one line, exit code 2, before any work
     envs_lib.check_name(config.env)
+    devices_lib.Placement(config.run)
     check_run_directories(config.run)
   except ValueError as error:
     print(f'{prog}: error: {error}', file=sys.stderr)

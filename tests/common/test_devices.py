@@ -1,0 +1,82 @@
+"""Data parallel over devices and hosts (common/devices.py), on virtual CPU devices.
+
+The multi-device checks run in subprocesses: the device count
+(XLA_FLAGS=--xla_force_host_platform_device_count) is fixed when JAX starts.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHECK = os.path.join(ROOT, 'tests', 'common', 'sharded_check.py')
+
+
+def _env(devices):
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return env
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+def test_sharded_step_equals_single_device_step():
+  out = subprocess.run([sys.executable, CHECK, 'step'], env=_env(4), capture_output=True,
+                       text=True, timeout=600, check=True).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result['devices'] == 4 and result['batch_shards'] == 4
+  assert result['param_spec'] in ('P()', 'PartitionSpec()')   # parameters replicated
+  single, sharded = result['loss']
+  assert abs(single - sharded) <= 1e-5 * abs(single)
+  assert result['max_param_diff'] <= 1e-5 * result['param_scale']
+
+
+def test_two_process_distributed_run_takes_steps():
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, CHECK, 'distributed', str(i), str(port)],
+                            env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  results = []
+  for proc in procs:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    results.append(json.loads(out.strip().splitlines()[-1]))
+  for process, result in enumerate(results):
+    assert result['process'] == process and result['processes'] == 2
+    assert result['devices'] == 4 and result['step'] == 3
+  assert results[0]['loss'] == results[1]['loss']   # one global step, seen by both
+
+
+def test_loop_trains_on_four_devices_and_acts_on_another(tmp_path):
+  logdir = tmp_path / 'run'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'dreamer.main', '--env', 'gym_CartPole-v1', '--size', 'debug',
+       '--steps', '180', '--logdir', str(logdir), '--set', 'run.policy_devices=1',
+       '--set', 'run.log_every=0', '--set', 'run.report_every=0'],
+      env=_env(4), capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'training on 4 cpu device(s) (data parallel), acting on 1' in proc.stdout
+  lines = [json.loads(line) for line in open(logdir / 'metrics.jsonl')]
+  assert any(line.get('run/updates', 0) > 0 for line in lines)
+
+
+@pytest.mark.parametrize('setting, message', [
+    ('run.train_devices=0,7', 'run.train_devices=(0, 7): this host has 1 devices'),
+    ('run.policy_devices=3', 'run.policy_devices=(3,): this host has 1 devices'),
+    ('run.processes=2', 'run.processes=2 needs run.coordinator=HOST:PORT')])
+def test_bad_device_settings_are_one_line_exit_2(tmp_path, capsys, monkeypatch, setting, message):
+  from dreamer import main as dreamer_main  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv('JAX_COORDINATOR_ADDRESS', raising=False)
+  with pytest.raises(SystemExit) as exit_info:
+    dreamer_main.main(['--env', 'gym_CartPole-v1', '--size', 'debug',
+                       '--logdir', str(tmp_path / 'r'), '--set', setting])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and message in err
