@@ -41,6 +41,7 @@ class RunConfig:
   from_checkpoint: str = ''      # checkpoint directory to start from
   offline_replay: str = ''       # train only from this replay directory, no env interaction
   max_nonfinite: int = 50        # consecutive skipped non-finite updates that stop the run
+  prefetch: int = 2              # batches sampled and put on the devices ahead (a thread); 0: in the loop
   # Devices (common/devices.py): local indices; the batch is split over the train devices.
   train_devices: tuple[int, ...] = ()   # () = every local device
   policy_devices: tuple[int, ...] = (0,)
@@ -290,6 +291,7 @@ def default_logdir(config) -> str:
 _CHECKS = (  # (key, predicate, requirement)
     ('run.steps', lambda x: x >= 0, 'must be >= 0'),
     ('run.batch_size', lambda x: x > 0, 'must be positive'),
+    ('run.prefetch', lambda x: x >= 0, 'must be >= 0 (0 samples in the loop)'),
     ('run.batch_length', lambda x: x > 0, 'must be positive'),
     ('run.envs', lambda x: x >= 1, 'must be >= 1'),
     ('run.eval_envs', lambda x: x >= 1, 'must be >= 1'),

@@ -27,13 +27,17 @@ functions (`common/agent.py`):
     `metrics['nonfinite'] = 1`; `run.max_nonfinite` in a row stop the run.
 
 Host-device syncs stay out of the inner loop: train metrics stay on device
-until a metric line is written.
+until a metric line is written. Batches are sampled `run.prefetch` updates ahead in a
+thread and put on the devices there (`common/prefetch.py`); the train step is data
+parallel over `run.train_devices` and the policy runs on `run.policy_devices`
+(`common/devices.py`).
 """
 import fractions
 import logging as _pylogging
 import os
 import signal
 import sys
+import threading
 import time
 
 import jax
@@ -45,6 +49,7 @@ from common import config as config_lib
 from common import devices as devices_lib
 from common import envs as envs_lib
 from common import logging as logging_lib
+from common import prefetch as prefetch_lib
 from common import replay as replay_lib
 from common.driver import Driver
 
@@ -176,6 +181,8 @@ class _Loop:
     self.stop_signal = None
     self.pending_metrics = []
     self.window = run_config.batch_length + agent.replay_context   # steps sampled per window
+    self.replay_lock = threading.Lock()   # replay writes vs the prefetch thread's sampling
+    self.prefetcher = None        # started at the first update when run.prefetch > 0
     self.pending_entries = None   # (where, device entries) of the last update, written next
     self.last_entries = None      # replay entries [N, ...] of the policy's last step
     self.empty_entries = {}       # what a step acted on without the agent's policy stores
@@ -191,7 +198,8 @@ class _Loop:
   def save(self, replay):
     self.write_entries(replay)
     if replay is not None and replay.directory:
-      replay.save()
+      with self.replay_lock:
+        replay.save()
     meta = {'agent_steps': self.step, 'updates': self.ratio.updates if self.ratio else 0,
             'train_start': self.ratio.start if self.ratio else 0,
             'replay': replay.stats() if replay is not None else {}}
@@ -213,9 +221,20 @@ class _Loop:
 
   # --- pieces -----------------------------------------------------------------
 
+  def next_batch(self, replay):
+    """The next training batch on the train devices, and where in replay it came from."""
+    def sample():
+      return replay.sample_train(self.run_config.batch_size, self.window)
+    if self.run_config.prefetch <= 0:
+      batch, where = sample()
+      return self.placement.put_batch(batch), where
+    if self.prefetcher is None:
+      self.prefetcher = prefetch_lib.Prefetcher(
+          sample, self.placement.put_batch, self.run_config.prefetch, self.replay_lock)
+    return self.prefetcher.get()
+
   def train_step(self, replay):
-    batch, where = replay.sample_train(self.run_config.batch_size, self.window)
-    batch = self.placement.put_batch(batch)
+    batch, where = self.next_batch(replay)
     self.state, metrics, self.guard = self.train(self.state, batch, self.guard, self.step)
     self._policy_state = None
     entries = metrics.pop('replay', None)
@@ -228,7 +247,9 @@ class _Loop:
     """Writes the previous update's latents back into replay (V3 replay context)."""
     if self.pending_entries is not None and replay is not None:
       where, entries = self.pending_entries
-      replay.update(where, self.agent.replay_context, jax.device_get(entries))
+      entries = jax.device_get(entries)
+      with self.replay_lock:
+        replay.update(where, self.agent.replay_context, entries)
     self.pending_entries = None
 
   def check_guard(self):
@@ -261,7 +282,8 @@ class _Loop:
     if replay is None or len(replay) == 0:
       return
     try:
-      batch = replay.sample(self.run_config.batch_size, self.window)
+      with self.replay_lock:
+        batch = replay.sample(self.run_config.batch_size, self.window)
     except ValueError:
       return
     metrics = jax.device_get(self.report(self.state, batch))
@@ -300,6 +322,8 @@ class _Loop:
       signal.signal(signum, previous)
 
   def close(self):
+    if self.prefetcher is not None:
+      self.prefetcher.close()
     self.restore_signals()
     self.logger.close()
     self.checkpointer.close()
@@ -443,7 +467,8 @@ def _train(loop):
         acted = loop.last_entries
         step.update({key: acted[key][worker] if acted else empty
                      for key, empty in loop.empty_entries.items()})
-      replay.add(step, worker)
+      with loop.replay_lock:
+        replay.add(step, worker)
       loop.step += 1
     driver.on_step(on_step)
     driver.on_episode(lambda episode, worker: loop.logger.episode(
@@ -498,6 +523,9 @@ def _train(loop):
     loop.check_guard()
     loop.flush_metrics(replay)
     loop.save(replay)
+  if loop.prefetcher is not None:
+    loop.prefetcher.close()
+    loop.prefetcher = None
   replay.close()
   summary.update(step=loop.step, updates=loop.ratio.updates, replay_steps=len(replay))
   return summary

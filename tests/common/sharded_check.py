@@ -2,9 +2,10 @@
 
 `step`: one DreamerV3 (debug size, vector observations) train step on the same batch, single device vs split
 over 4 devices with common.devices.Placement; prints the largest differences as JSON.
-`loop`: the shared train loop on 4 train devices and policy device 1 for a few updates.
-`distributed PROCESS PORT`: one of two processes of a jax.distributed run; each feeds its
-own local half-batch and both take three sharded steps; prints the loss.
+`loop`: the shared train loop (tiny agent) on 4 train devices, acting on device 1.
+`distributed PROCESS PORT`: one of two processes of a jax.distributed run (tiny agent);
+each feeds its own half of a global batch and both take three sharded steps; prints the
+loss beside the same steps on the whole batch in one process.
 """
 import json
 import sys
@@ -73,28 +74,59 @@ def step():
       'param_spec': str(jax.tree.leaves(state4.params)[0].sharding.spec)}))
 
 
+def _tiny():
+  """The train loop tests' linear-regression agent (compiles in a second)."""
+  from tests.common import test_train_loop
+  return test_train_loop
+
+
 def distributed(process, port):
   import types
   from common import devices
-  # Joins before anything touches a device (building the agent asks for the backend).
+  # Joins before anything touches a device (building an agent may ask for the backend).
   devices.initialize_distributed(types.SimpleNamespace(
       coordinator=f'localhost:{port}', processes=2, process_id=process))
-  config, agent, obs, act = _agent()
+  tiny = _tiny()
+  config = tiny.Config()
+  config = tiny._config(__import__('pathlib').Path('/tmp'), batch_size=8, batch_length=4)
+  agent = tiny.make_agent(config, None, tiny._Discrete())
   placement = devices.Placement(config.run)
   state = placement.put_state(agent.init(jax.random.PRNGKey(0)))
   train = jax.jit(agent.train, donate_argnums=0, out_shardings=placement.replicated)
-  length = config.run.batch_length + agent.replay_context
-  for index in range(3):
-    local = _batch(agent, obs, act, 8 // 2, length, seed=10 * index + process)
+  full = {'vector': np.random.default_rng(0).normal(size=(8, 4, 4)).astype(np.float32)}
+  full['reward'] = full['vector'].sum(-1)
+  for _ in range(3):   # each process feeds its own half of the global batch
+    local = {key: value[4 * process:4 * (process + 1)] for key, value in full.items()}
     state, metrics = train(state, placement.put_batch(local))
     loss = float(jax.block_until_ready(metrics['loss']))
+  # The same three steps on the whole batch in one process, for comparison.
+  alone = agent.init(jax.random.PRNGKey(0))
+  for _ in range(3):
+    alone, alone_metrics = jax.jit(agent.train)(
+        alone, {k: jax.device_put(v, jax.local_devices()[0]) for k, v in full.items()})
   print(json.dumps({'process': process, 'processes': jax.process_count(),
                     'devices': placement.train_devices, 'loss': loss,
-                    'step': int(state.step)}))
+                    'alone_loss': float(alone_metrics['loss']),
+                    'calls': int(state['calls'])}))
+
+
+def loop():
+  """The shared train loop on 4 train devices, acting on device 1."""
+  import os
+  import tempfile
+  from common import train_loop
+  tiny = _tiny()
+  config = tiny._config(__import__('pathlib').Path(tempfile.mkdtemp()), batch_size=4,
+                        policy_devices=(1,), envs=2)
+  summary = train_loop.run(tiny.make_agent, config, stream=sys.stdout)
+  print(json.dumps({'updates': summary['updates'], 'step': summary['step']}))
+  del os
 
 
 if __name__ == '__main__':
   if sys.argv[1] == 'step':
     step()
+  elif sys.argv[1] == 'loop':
+    loop()
   elif sys.argv[1] == 'distributed':
     distributed(int(sys.argv[2]), int(sys.argv[3]))

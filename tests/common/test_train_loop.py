@@ -317,3 +317,50 @@ def test_sigkill_resume(tmp_path):
   state, final_meta = _restore(logdir)
   assert int(state['agent']['calls']) == final_meta['updates'] == _expected_updates(
       final_steps, 50, 8.0, 16)
+
+
+def test_prefetching_keeps_the_ratio_and_the_batches(tmp_path):
+  """Batches sampled ahead in a thread (run.prefetch): the same number of updates as sampling
+  in the loop, and from a replay that does not change the very same batches in order (the
+  trained weights agree bit for bit)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  online = {}
+  for prefetch in (0, 2):
+    config = _config(tmp_path, name=f'online{prefetch}', prefetch=prefetch, report_every=0.0)
+    summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+    state, _ = _restore(config.run.logdir)
+    online[prefetch] = (summary['updates'], int(state['agent']['calls']))
+  assert online[0] == online[2] == (75, 75)
+  replay_dir = os.path.join(tmp_path, 'online0', 'replay')
+  weights = {}
+  for prefetch in (0, 1, 3):
+    config = _config(tmp_path, name=f'offline{prefetch}', prefetch=prefetch,
+                     offline_replay=replay_dir, steps=64, report_every=0.0)
+    summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+    assert summary['updates'] == 32
+    state, _ = _restore(config.run.logdir)
+    weights[prefetch] = np.asarray(jax.device_get(state['agent']['w']))
+  assert np.any(weights[0] != 0)
+  np.testing.assert_array_equal(weights[0], weights[1])
+  np.testing.assert_array_equal(weights[0], weights[3])
+
+
+def test_prefetcher_is_bounded_and_reraises_in_the_loop():
+  import threading  # pylint: disable=g-import-not-at-top
+  from common import prefetch  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def sample():
+    calls.append(len(calls))
+    if len(calls) == 5:
+      raise ValueError('replay broke')
+    return {'n': len(calls)}, len(calls)
+  fetcher = prefetch.Prefetcher(sample, lambda batch: batch, depth=2, lock=threading.Lock())
+  time.sleep(0.3)
+  assert len(calls) <= 3   # two queued and one waiting to be queued: bounded
+  assert [fetcher.get()[1] for _ in range(4)] == [1, 2, 3, 4]
+  with pytest.raises(ValueError, match='replay broke'):
+    fetcher.get()
+  fetcher.close()
+  with pytest.raises(ValueError, match='run.prefetch'):
+    prefetch.Prefetcher(sample, lambda batch: batch, depth=0, lock=threading.Lock())
