@@ -59,7 +59,8 @@ def bench(args):
   logdir = tempfile.mkdtemp(prefix='bench_loop')
   batch_steps = args.batch * args.length
   # Enough agent steps for `updates` updates after training starts at B x T replay steps.
-  steps = batch_steps + int(np.ceil(args.updates * batch_steps / args.train_ratio)) + 1
+  # (training starts once B x T window starts exist, a window length or two after B x T steps.)
+  steps = batch_steps + 2 * (args.length + 1) + int(np.ceil(args.updates * batch_steps / args.train_ratio)) + 1
   argv = ['--config', 'dreamerv3', '--env', args.env, '--size', args.size, '--logdir', logdir,
           '--steps', str(steps), '--set', f'run.train_ratio={args.train_ratio}',
           '--set', f'run.batch_size={args.batch}', '--set', f'run.batch_length={args.length}',
@@ -75,38 +76,29 @@ def bench(args):
   agent = agent_lib.make_agent(config, obs_space, act_space)
   step_s, compile_s = _bare_step(config, agent, obs_space, act_space, args.bare_updates)
 
-  times = []
+  issued = []   # (time, agent step) of each update as the loop issues it
   original = train_loop._Loop.train_step
 
-  def timed_train_step(loop, replay):   # instrumentation only: when each update is issued
-    times.append(time.time())
+  def timed_train_step(loop, replay):   # instrumentation only
+    issued.append((time.time(), loop.step))
     return original(loop, replay)
   train_loop._Loop.train_step = timed_train_step
-  steps_at = []
-  original_next = train_loop._Loop.next_batch
-
-  def counted_next_batch(loop, replay):
-    steps_at.append(loop.step)
-    return original_next(loop, replay)
-  train_loop._Loop.next_batch = counted_next_batch
   try:
     start = time.time()
-    summary = train_loop.run(lambda c, o, a: agent_lib.make_agent(c, o, a), config,
-                             stream=open('/dev/null', 'w'))
+    summary = train_loop.run(agent_lib.make_agent, config, stream=open('/dev/null', 'w'))
     end = time.time()
   finally:
     train_loop._Loop.train_step = original
-    train_loop._Loop.next_batch = original_next
   # From the second update (the first one compiles) to the end of the run.
-  updates = len(times) - 1
-  wall = end - times[1]
-  env_steps = (summary['step'] - steps_at[1]) * config.run.envs
+  updates = len(issued) - 1
+  wall = end - issued[1][0]
+  env_steps = (summary['step'] - issued[1][1]) * config.run.envs
   device = jax.devices()[0]
   return {
       'env': args.env, 'size': args.size, 'backend': jax.default_backend(),
       'device': device.device_kind, 'devices': len(jax.devices()),
       'train_ratio': args.train_ratio, 'batch': [args.batch, args.length],
-      'prefetch': config.run.prefetch, 'compile_s': round(compile_s, 2),
+      'prefetch': getattr(config.run, 'prefetch', None), 'compile_s': round(compile_s, 2),
       'bare_updates_per_s': round(1 / step_s, 4),
       'loop_updates_per_s': round(updates / wall, 4),
       'loop_vs_bare': round(updates / wall * step_s, 4),
