@@ -103,10 +103,12 @@ class _Policy:
   def __init__(self, loop, mode, num_envs):
     self._loop = loop
     self._mode = mode
-    self._carry = loop.agent.init_policy_carry(num_envs)
     placement = loop.placement
     self._sharding = (placement.policy_sharding(num_envs)
                       if placement.policy_mesh.devices.size > 1 else None)
+    # The carry where the policy returns it (one compile of the policy, not two).
+    self._carry = jax.device_put(loop.agent.init_policy_carry(num_envs),
+                                 self._sharding or placement.policy_replicated)
 
   def __call__(self, obs):
     loop = self._loop
@@ -190,8 +192,10 @@ class _Loop:
       self.empty_entries = jax.tree.map(
           lambda x: np.zeros(x.shape[1:], x.dtype),
           jax.device_get(agent.policy_entries(agent.init_policy_carry(1))))
-    # Non-finite guard, kept on device: (current run, longest run, last finite step).
-    self.guard = (jnp.int32(0), jnp.int32(0), jnp.int32(-1))
+    # Non-finite guard, kept on device: (current run, longest run, last finite step). Placed
+    # as the step returns it, so the second update does not compile the step again.
+    self.guard = jax.device_put((jnp.int32(0), jnp.int32(0), jnp.int32(-1)),
+                                self.placement.replicated)
 
   # --- checkpoints --------------------------------------------------------------
 

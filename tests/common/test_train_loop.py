@@ -364,3 +364,22 @@ def test_prefetcher_is_bounded_and_reraises_in_the_loop():
   fetcher.close()
   with pytest.raises(ValueError, match='run.prefetch'):
     prefetch.Prefetcher(sample, lambda batch: batch, depth=0, lock=threading.Lock())
+
+
+def test_loop_compiles_its_train_step_and_policy_once(tmp_path, caplog):
+  """The guard and the policy carry start where the jitted steps return them, so the second
+  update and the second policy call reuse the first compile."""
+  import logging  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.jax_log_compiles
+  jax.config.update('jax_log_compiles', True)
+  try:
+    with caplog.at_level(logging.WARNING):
+      summary = train_loop.run(make_agent, _config(tmp_path, steps=120, report_every=0.0),
+                               stream=open(os.devnull, 'w'))
+  finally:
+    jax.config.update('jax_log_compiles', previous)
+  assert summary['updates'] > 2
+  text = caplog.text
+  assert text.count('Compiling jit(train_step)') == 1
+  assert text.count('Compiling jit(policy_step)') == 1
