@@ -35,18 +35,23 @@ def _peak_flops(device) -> float:
   return 0.0
 
 
-def _synthetic_batch(batch, length, image, actions, seed=0):
+def synthetic_batch(agent, obs_space, act_space, batch, length, seed=0):
+  """Random replay-shaped batch for `agent.train` (episodes start at t=0; V3's replay-context
+  latents included), from `common.memory.train_batch_spec`."""
+  from common import memory  # pylint: disable=g-import-not-at-top
+  spec = memory.train_batch_spec(agent, obs_space, act_space, batch, length)
   rng = np.random.default_rng(seed)
-  is_first = np.zeros((batch, length), bool)
-  is_first[:, 0] = True
-  return {
-      'image': rng.integers(0, 256, (batch, length, image, image, 3)).astype(np.uint8),
-      'reward': rng.normal(size=(batch, length)).astype(np.float32),
-      'is_first': is_first,
-      'is_last': np.zeros((batch, length), bool),
-      'is_terminal': np.zeros((batch, length), bool),
-      'action': rng.integers(0, actions, (batch, length)).astype(np.int32),
-  }
+  out = {}
+  for key, value in spec.items():
+    if value.dtype == bool:
+      out[key] = np.zeros(value.shape, bool)
+    elif np.issubdtype(value.dtype, np.integer):
+      high = int(getattr(act_space, 'high', 1)) + 1 if key == 'action' else 256
+      out[key] = rng.integers(0, high, value.shape).astype(value.dtype)
+    else:
+      out[key] = rng.normal(size=value.shape).astype(value.dtype)
+  out['is_first'][:, 0] = True
+  return out
 
 
 def _xla_flops(config, obs_space, act_space, state, batch):
@@ -88,7 +93,8 @@ def bench(size, args):
   agent = agent_lib.make_agent(config, obs_space, act_space)
   state = jax.jit(agent.init)(jax.random.PRNGKey(0))
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  batch = jax.device_put(_synthetic_batch(args.batch, args.length, args.image, args.actions))
+  batch = jax.device_put(synthetic_batch(
+      agent, obs_space, act_space, args.batch, args.length + agent.replay_context))
   train = jax.jit(agent.train, donate_argnums=0)
 
   start = time.time()

@@ -20,20 +20,9 @@ import numpy as np
 
 def _bare_step(config, agent, obs_space, act_space, updates):
   import jax  # pylint: disable=g-import-not-at-top
-  from common import memory  # pylint: disable=g-import-not-at-top
-  length = config.run.batch_length + agent.replay_context
-  spec = memory.train_batch_spec(agent, obs_space, act_space, config.run.batch_size, length)
-  rng = np.random.default_rng(0)
-  batch = {}
-  for key, value in spec.items():
-    if value.dtype == bool:
-      batch[key] = np.zeros(value.shape, bool)
-    elif np.issubdtype(value.dtype, np.integer):
-      high = int(getattr(act_space, 'high', 1)) + 1 if key == 'action' else 256
-      batch[key] = rng.integers(0, high, value.shape).astype(value.dtype)
-    else:
-      batch[key] = rng.normal(size=value.shape).astype(value.dtype)
-  batch['is_first'][:, 0] = True
+  from experiments import bench_dreamer  # pylint: disable=g-import-not-at-top
+  batch = bench_dreamer.synthetic_batch(agent, obs_space, act_space, config.run.batch_size,
+                                        config.run.batch_length + agent.replay_context)
   state = agent.init(jax.random.PRNGKey(0))
   train = jax.jit(agent.train, donate_argnums=0)
   start = time.time()
@@ -65,7 +54,7 @@ def bench(args):
           '--steps', str(steps), '--set', f'run.train_ratio={args.train_ratio}',
           '--set', f'run.batch_size={args.batch}', '--set', f'run.batch_length={args.length}',
           '--set', 'run.log_every=0', '--set', 'run.report_every=0', '--set', 'run.save_every=0',
-          '--set', f'run.train_starts={batch_steps}']
+          '--set', f'run.train_starts={batch_steps}', '--set', 'run.prefill=0']
   for item in args.set:
     argv += ['--set', item]
   config = config_lib.parse(argv, configs.PRESETS, prog='experiments.bench_loop')

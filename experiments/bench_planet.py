@@ -22,8 +22,8 @@ from planet import configs
 
 def bench(envs=1, repeats=5, candidates=1000, iterations=10, horizon=12):
   config = config_lib.compose(configs.PRESETS, env='dmc_cartpole_swingup', logdir='/tmp/bench', overrides=[
-      f'agent.planner.candidates={candidates}', f'agent.planner.iterations={iterations}',
-      f'agent.planner.horizon={horizon}', f'agent.planner.top_k={min(100, candidates)}'])
+      f'agent.planner.top_k={min(100, candidates)}', f'agent.planner.candidates={candidates}',
+      f'agent.planner.iterations={iterations}', f'agent.planner.horizon={horizon}'])
   agent = agent_lib.make_agent(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
                                Space(np.float32, (1,), -1.0, 1.0))
   state = jax.jit(agent.init)(jax.random.PRNGKey(0))

@@ -1,0 +1,212 @@
+"""Every accelerator measurement in one budgeted command (issue 19 item 6).
+
+  python -m experiments.device_check --budget 300 --out /tmp/check [--tiny]
+
+Runs, one child process each and in this order, as many as the budget allows:
+  1. the train-step harness (`experiments.bench_dreamer`) at size1m, size12m and size200m in
+     float32 and bfloat16: updates/s, compile time, peak memory, FLOP/s against the chip's peak;
+  2. PlaNet's planning latency per env step at the paper's planner (`experiments.bench_planet`);
+  3. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
+  4. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
+     schedule (10k agent steps), its last evaluation score beside the published DreamerV3
+     curve at that step.
+`--only WORD ...` keeps the measurements whose names hold one of the words.
+Each child gets what is left of the budget (less a reserve for writing), is killed when it
+runs over, and is recorded as done, failed or out of time; `DIR/device_check.json` and
+`DIR/device_check.md` are rewritten after every step, so a kill loses only the running one.
+`--tiny` runs the same code at debug sizes in about a minute (the CPU dry run in CI).
+
+The published curves are read from `--reference` (default `.whl/reference_scores`, where
+`experiments.fetch_wheels` puts the one file this needs, or the shared folder beside the
+project).
+"""
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+RESERVE_S = 5.0   # kept back from the budget for writing the results
+LEARNING_TASK = 'dmc_cartpole_balance'
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_REFERENCES = (os.path.join(ROOT, '.whl', 'reference_scores'),
+                      os.path.join(ROOT, '..', 'shared', 'reference_scores'))
+
+
+def plan(tiny: bool, logdir: str) -> list:
+  """(name, argv) of each measurement, most wanted first."""
+  python = [sys.executable, '-m']
+  steps = []
+  if tiny:
+    harness = [('size1m', 'float32')]
+    size_args = ['--set', 'agent.rssm.deter=64', '--set', 'agent.rssm.hidden=32',
+                 '--set', 'agent.encoder.depth=4', '--set', 'agent.decoder.depth=4',
+                 '--batch', '2', '--length', '8', '--image', '16', '--updates', '1']
+  else:
+    # bfloat16 (what accelerators train in) first, the paper's sizes before size1m.
+    harness = [(size, precision) for precision in ('bfloat16', 'float32')
+               for size in ('size200m', 'size12m', 'size1m')]
+    size_args = ['--updates', '10']
+  for size, precision in harness:
+    steps.append((f'harness {size} {precision}', python + [
+        'experiments.bench_dreamer', '--sizes', size, '--precision', precision] + size_args))
+  steps.append(('planet planning latency', python + ['experiments.bench_planet'] + (
+      ['--candidates', '10', '--repeats', '1'] if tiny else ['--repeats', '20'])))
+  loop = ['--size', 'debug', '--updates', '2', '--batch', '2', '--length', '8',
+          '--bare_updates', '1'] if tiny else ['--size', 'size12m', '--updates', '100']
+  steps.append(('full loop vs bare step', python + ['experiments.bench_loop'] + loop))
+  # 10k agent steps = 20k env frames at action repeat 2; the curves start at 10k frames.
+  learning_steps = 400 if tiny else 10_000
+  steps.append(('dreamerv3 learning ' + LEARNING_TASK, python + [
+      'dreamer.main', '--config', 'dreamerv3', '--env', LEARNING_TASK, '--suite', 'dmc_proprio',
+      '--size', 'debug' if tiny else 'size1m', '--steps', str(learning_steps),
+      '--logdir', os.path.join(logdir, 'learning'),
+      '--set', f'run.eval_every={200 if tiny else 5_000}',
+      '--set', f'run.eval_episodes={1 if tiny else 5}']))
+  return steps
+
+
+def _json_lines(text: str) -> list:
+  out = []
+  for line in text.splitlines():
+    line = line.strip()
+    if line.startswith('{') and line.endswith('}'):
+      try:
+        out.append(json.loads(line))
+      except ValueError:
+        pass
+  return out
+
+
+def reference_score(task: str, env_steps: float, references) -> dict:
+  """The published DreamerV3 DMC proprio curve at `env_steps`: mean and range over seeds."""
+  for folder in references:
+    path = os.path.join(folder, 'dmc_proprio-dreamerv3.json.gz')
+    if os.path.exists(path):
+      break
+  else:
+    return {}
+  runs = [r for r in json.load(gzip.open(path)) if r['task'] == task]
+  values = [float(np.interp(env_steps, r['xs'], r['ys'])) for r in runs if r['xs']]
+  if not values:
+    return {}
+  return {'reference_mean': round(float(np.mean(values)), 1),
+          'reference_min': round(min(values), 1), 'reference_max': round(max(values), 1),
+          'reference_seeds': len(values), 'reference_file': path}
+
+
+def _learning_result(logdir: str, references) -> dict:
+  path = os.path.join(logdir, 'learning', 'eval_scores.jsonl')
+  if not os.path.exists(path):
+    return {}
+  lines = [json.loads(line) for line in open(path) if line.strip()]
+  if not lines:
+    return {}
+  last_step = max(line['step'] for line in lines)
+  scores = [line['score'] for line in lines if line['step'] == last_step]
+  # Agent steps x action repeat 2 (dmc_proprio) = env frames, the curves' x axis.
+  result = {'agent_step': last_step, 'env_steps': 2 * last_step,
+            'score_mean': round(float(np.mean(scores)), 1), 'episodes': len(scores)}
+  result.update(reference_score(LEARNING_TASK, 2 * last_step, references))
+  return result
+
+
+def _markdown(report: dict) -> str:
+  lines = [f"# Device check ({report['device']}, {report['date']}, commit {report['commit']})",
+           '', f"Budget {report['budget_s']} s, used {report['used_s']} s.", '',
+           '| step | status | seconds | result |', '|---|---|---|---|']
+  for step in report['steps']:
+    shown = '; '.join(json.dumps(r, sort_keys=True) for r in step['results'])[:600]
+    lines.append(f"| {step['name']} | {step['status']} | {step['seconds']} | {shown} |")
+  return '\n'.join(lines) + '\n'
+
+
+def _write(out: str, report: dict):
+  with open(os.path.join(out, 'device_check.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  with open(os.path.join(out, 'device_check.md'), 'w') as f:
+    f.write(_markdown(report))
+
+
+def _device() -> str:
+  code = 'import jax; d = jax.devices()[0]; print(jax.default_backend(), d.device_kind, len(jax.devices()))'
+  try:
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120).stdout.strip()
+  except subprocess.TimeoutExpired:
+    return 'unknown'
+
+
+def _commit() -> str:
+  try:
+    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True,
+                          text=True, timeout=10).stdout.strip() or 'unknown'
+  except (OSError, subprocess.TimeoutExpired):
+    return 'unknown'
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='experiments.device_check',
+                                   description=__doc__.split('\n')[0])
+  parser.add_argument('--budget', type=float, required=True, help='seconds for everything')
+  parser.add_argument('--out', required=True, help='directory for the results')
+  parser.add_argument('--tiny', action='store_true', help='debug sizes: the CPU dry run')
+  parser.add_argument('--only', nargs='+', default=[], metavar='WORD',
+                      help='run only the measurements whose names contain one of these')
+  parser.add_argument('--reference', action='append', default=[],
+                      help='folder with dmc_proprio-dreamerv3.json.gz (repeatable)')
+  args = parser.parse_args(argv)
+  if args.budget <= RESERVE_S:
+    parser.error(f'--budget {args.budget}: must exceed the {RESERVE_S} s kept for writing.')
+  start = time.time()
+  deadline = start + args.budget - RESERVE_S
+  os.makedirs(args.out, exist_ok=True)
+  references = tuple(args.reference) or DEFAULT_REFERENCES
+  report = {'device': _device(), 'commit': _commit(), 'date': time.strftime('%Y-%m-%d'),
+            'budget_s': args.budget, 'tiny': args.tiny, 'steps': []}
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  steps = [(name, command) for name, command in plan(args.tiny, args.out)
+           if not args.only or any(word in name for word in args.only)]
+  if not steps:
+    parser.error(f'--only {" ".join(args.only)}: matches none of '
+                 f'{", ".join(name for name, _ in plan(args.tiny, args.out))}.')
+  for name, command in steps:
+    left = deadline - time.time()
+    step = {'name': name, 'command': ' '.join(command[1:]), 'results': []}
+    if left < 1:
+      step.update(status='skipped: no budget left', seconds=0)
+    else:
+      began = time.time()
+      try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=left, cwd=ROOT,
+                              env=env)
+        step['status'] = 'done' if proc.returncode == 0 else f'failed (exit {proc.returncode})'
+        step['results'] = _json_lines(proc.stdout)
+        if proc.returncode:
+          lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines()
+                   if line.strip() and not line.startswith(('For simplicity', '-----'))]
+          step['error'] = lines[-1:]
+      except subprocess.TimeoutExpired as expired:
+        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
+        step['status'] = 'out of time'
+        step['results'] = _json_lines(out or '')
+      step['seconds'] = round(time.time() - began, 1)
+      if name.startswith('dreamerv3 learning'):
+        learned = _learning_result(args.out, references)
+        if learned:
+          step['results'].append(learned)
+    report['steps'].append(step)
+    report['used_s'] = round(time.time() - start, 1)
+    _write(args.out, report)
+    print(f"{name}: {step['status']} ({step['seconds']} s)", flush=True)
+  report['used_s'] = round(time.time() - start, 1)
+  _write(args.out, report)
+  return report
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])
