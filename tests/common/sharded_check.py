@@ -27,33 +27,12 @@ def _agent():
   return config, agent_lib.make_agent(config, obs, act), obs, act
 
 
-def _batch(agent, obs, act, batch, length, seed):
-  from common import memory
-  spec = memory.train_batch_spec(agent, obs, act, batch, length)
-  rng = np.random.default_rng(seed)
-  out = {}
-  for key, value in spec.items():
-    if value.dtype == np.uint8:
-      out[key] = rng.integers(0, 256, value.shape).astype(np.uint8)
-    elif value.dtype == bool:
-      out[key] = np.zeros(value.shape, bool)
-      if key == 'is_first':
-        out[key][:, 0] = True
-    elif np.issubdtype(value.dtype, np.integer):
-      out[key] = rng.integers(0, 4, value.shape).astype(value.dtype)
-    else:
-      out[key] = rng.normal(size=value.shape).astype(value.dtype)
-  if 'context/stoch' in out:  # a one-hot latent
-    stoch = out['context/stoch']
-    out['context/stoch'] = np.eye(stoch.shape[-1], dtype=stoch.dtype)[
-        rng.integers(0, stoch.shape[-1], stoch.shape[:-1])]
-  return out
-
-
 def step():
   from common import devices
   config, agent, obs, act = _agent()
-  batch = _batch(agent, obs, act, 8, config.run.batch_length + agent.replay_context, 0)
+  from experiments import bench_dreamer
+  batch = bench_dreamer.synthetic_batch(agent, obs, act, 8,
+                                        config.run.batch_length + agent.replay_context)
   state = agent.init(jax.random.PRNGKey(0))
   single = jax.jit(agent.train)
   state1, metrics1 = jax.block_until_ready(single(state, batch))
