@@ -8,6 +8,8 @@ peak RSS on CPU) and, when the device's peak FLOP/s is known, the achieved
 fraction of it.
 
   python -m experiments.bench_dreamer --sizes size1m size12m --updates 5
+  # data parallel over 1, 2 and 4 devices (virtual CPU devices here), speed-up vs the first:
+  python -m experiments.bench_dreamer --sizes size1m --scaling 1 2 4
   # the stride-2 / transposed-conv option (not the reference's architecture; faster on CPU):
   python -m experiments.bench_dreamer --sizes size1m \
       --set agent.encoder.downsample=stride --set agent.decoder.upsample=transpose
@@ -17,9 +19,12 @@ size1m Crafter step and does ~0.15 updates/s on a 2-core CPU in float32.
 """
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 
@@ -93,9 +98,18 @@ def bench(size, args):
   agent = agent_lib.make_agent(config, obs_space, act_space)
   state = jax.jit(agent.init)(jax.random.PRNGKey(0))
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  batch = jax.device_put(synthetic_batch(
-      agent, obs_space, act_space, args.batch, args.length + agent.replay_context))
-  train = jax.jit(agent.train, donate_argnums=0)
+  batch = synthetic_batch(agent, obs_space, act_space, args.batch,
+                          args.length + agent.replay_context)
+  if args.train_devices:   # the loop's data parallel step over the first N devices
+    from common import devices as devices_lib  # pylint: disable=g-import-not-at-top
+    placement = devices_lib.Placement(types.SimpleNamespace(
+        train_devices=tuple(range(args.train_devices)), policy_devices=(0,),
+        batch_size=args.batch))
+    state, batch = placement.put_state(state), placement.put_batch(batch)
+    train = jax.jit(agent.train, donate_argnums=0, out_shardings=placement.replicated)
+  else:
+    batch = jax.device_put(batch)
+    train = jax.jit(agent.train, donate_argnums=0)
 
   start = time.time()
   lowered = train.lower(state, batch)
@@ -117,6 +131,7 @@ def bench(size, args):
   device = jax.devices()[0]
   result = {
       'size': size, 'backend': jax.default_backend(), 'device': device.device_kind,
+      'train_devices': args.train_devices or 1,
       'precision': agent_lib.compute_dtype(config.run.precision), 'params': int(params),
       'batch': [args.batch, args.length], 'image': args.image, 'actions': args.actions,
       'lower_s': round(lower_s, 2), 'compile_s': round(compile_s, 2),
@@ -138,6 +153,43 @@ def bench(size, args):
   return result
 
 
+def _scaling(argv, args):
+  """Each size on each device count in a child (the CPU device count is fixed at start)."""
+  results = []
+  base = _drop_flag(_drop_flag(argv, '--scaling'), '--sizes')
+  for size in args.sizes:
+    first = None
+    for count in args.scaling:
+      env = dict(os.environ, XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_'
+                                        f'platform_device_count={max(args.scaling)}').strip())
+      child = [sys.executable, '-m', 'experiments.bench_dreamer'] + base + [
+          '--sizes', size, '--train_devices', str(count)]
+      out = subprocess.run(child, env=env, capture_output=True, text=True, check=True).stdout
+      result = json.loads(out.strip().splitlines()[-1])
+      first = first or result
+      result['speedup_vs_first'] = round(result['updates_per_s'] / first['updates_per_s'], 3)
+      line = json.dumps(result)
+      print(line, flush=True)
+      if args.out:
+        with open(args.out, 'a') as f:
+          f.write(line + '\n')
+      results.append(result)
+  return results
+
+
+def _drop_flag(argv, flag):
+  """argv without `flag` and the values after it (up to the next --option)."""
+  out, skip = [], False
+  for arg in argv:
+    if arg == flag:
+      skip = True
+    elif skip and arg.startswith('--'):
+      skip = False
+    if not skip:
+      out.append(arg)
+  return out
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='experiments.bench_dreamer', description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', nargs='+', default=['size1m', 'size12m'])
@@ -149,7 +201,14 @@ def main(argv=None):
   parser.add_argument('--precision', default='auto', choices=('auto', 'float32', 'bfloat16'))
   parser.add_argument('--set', action='append', default=[], help='config override key=value')
   parser.add_argument('--out', default='', help='append JSON lines to this file')
+  parser.add_argument('--train_devices', type=int, default=0,
+                      help='data parallel over the first N devices (0: one, unsharded)')
+  parser.add_argument('--scaling', type=int, nargs='+', default=[], metavar='N',
+                      help='run each size on 1, 2, 4 ... devices, one child process each '
+                           '(virtual devices on a CPU), and report the speed-up')
   args = parser.parse_args(argv)
+  if args.scaling:
+    return _scaling(argv, args)
   results = []
   for size in args.sizes:
     result = bench(size, args)
