@@ -597,7 +597,7 @@ SIZES['debug'] = debug
 
 
 # Presets `--size auto` may pick, smallest first; it falls back through them when the
-# paper's size does not fit the device (common/train_loop.py `fit_size`).
+# paper's size does not fit the device (common/cli.py `fit_size`).
 AUTO_SIZES = ('size1m', 'size12m', 'size25m', 'size50m', 'size100m', 'size200m')
 
 

@@ -19,8 +19,8 @@ def _make_agent(config, obs_space, act_space):
 
 
 def main(argv=None):
-  from common import train_loop  # pylint: disable=g-import-not-at-top
-  return train_loop.run_main(argv, configs.PRESETS, 'planet.main', _make_agent)
+  from common import cli  # pylint: disable=g-import-not-at-top
+  return cli.run_main(argv, configs.PRESETS, 'planet.main', _make_agent)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,10 @@
-"""`--size auto` and the memory check before compiling (common/train_loop.py `fit_size`)."""
+"""`--size auto` and the memory check before compiling (common/cli.py `fit_size`)."""
 import jax
 import numpy as np
 import pytest
 
 from common import memory
-from common import train_loop
+from common import cli
 from common.envs.spaces import Space
 from dreamer import configs
 from dreamer import main as dreamer_main
@@ -22,7 +22,7 @@ PROPRIO_ACT = Space(np.float32, (6,), -1.0, 1.0)
 def _fit(argv, capsys, obs=ATARI_OBS, act=ATARI_ACT):
   from common import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.parse(argv, configs.PRESETS, prog='dreamer.main')
-  fit = train_loop.fit_size(argv, configs.PRESETS, 'dreamer.main', dreamer_main._make_agent)
+  fit = cli.fit_size(argv, configs.PRESETS, 'dreamer.main', dreamer_main._make_agent)
   chosen = fit(config, obs, act)
   return chosen, capsys.readouterr()
 
@@ -58,7 +58,7 @@ def test_auto_falls_back_to_the_next_smaller_size_that_fits(capsys, monkeypatch)
     agent = dreamer_main._make_agent(chosen, PROPRIO_OBS, PROPRIO_ACT)
     needs[size] = memory.train_step_bytes(agent, PROPRIO_OBS, PROPRIO_ACT, 16, 65)
   assert needs['size1m'] < needs['size12m']
-  between = (needs['size1m'] + needs['size12m']) / 2 / train_loop.MEMORY_SHARE
+  between = (needs['size1m'] + needs['size12m']) / 2 / cli.MEMORY_SHARE
   monkeypatch.setattr(memory, 'device_bytes', lambda device=None: int(between))
   chosen, out = _fit(argv, capsys, PROPRIO_OBS, PROPRIO_ACT)
   assert chosen.size == 'size1m'
