@@ -153,6 +153,16 @@ def bench(size, args):
   return result
 
 
+def emit(result: dict, out: str = '') -> dict:
+  """Prints `result` as one JSON line, appended to the file `out` too when given."""
+  line = json.dumps(result)
+  print(line, flush=True)
+  if out:
+    with open(out, 'a') as f:
+      f.write(line + '\n')
+  return result
+
+
 def _scaling(argv, args):
   """Each size on each device count in a child (the CPU device count is fixed at start)."""
   results = []
@@ -168,12 +178,7 @@ def _scaling(argv, args):
       result = json.loads(out.strip().splitlines()[-1])
       first = first or result
       result['speedup_vs_first'] = round(result['updates_per_s'] / first['updates_per_s'], 3)
-      line = json.dumps(result)
-      print(line, flush=True)
-      if args.out:
-        with open(args.out, 'a') as f:
-          f.write(line + '\n')
-      results.append(result)
+      results.append(emit(result, args.out))
   return results
 
 
@@ -211,13 +216,7 @@ def main(argv=None):
     return _scaling(argv, args)
   results = []
   for size in args.sizes:
-    result = bench(size, args)
-    line = json.dumps(result)
-    print(line, flush=True)
-    if args.out:
-      with open(args.out, 'a') as f:
-        f.write(line + '\n')
-    results.append(result)
+    results.append(emit(bench(size, args), args.out))
   return results
 
 

@@ -10,7 +10,6 @@ separately and kept out of both rates.
       --updates 40 [--set run.prefetch=0]
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -110,13 +109,8 @@ def main(argv=None):
   parser.add_argument('--set', action='append', default=[], help='config override key=value')
   parser.add_argument('--out', default='', help='append a JSON line to this file')
   args = parser.parse_args(argv)
-  result = bench(args)
-  line = json.dumps(result)
-  print(line, flush=True)
-  if args.out:
-    with open(args.out, 'a') as f:
-      f.write(line + '\n')
-  return result
+  from experiments import bench_dreamer  # pylint: disable=g-import-not-at-top
+  return bench_dreamer.emit(bench(args), args.out)
 
 
 if __name__ == '__main__':

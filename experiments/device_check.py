@@ -133,6 +133,8 @@ def _write(out: str, report: dict):
 
 
 def _device() -> str:
+  """The device, asked in a child: JAX in this process would take the GPU's memory (it
+  preallocates) from the measurements that run after it."""
   code = 'import jax; d = jax.devices()[0]; print(jax.default_backend(), d.device_kind, len(jax.devices()))'
   try:
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
