@@ -7,7 +7,9 @@ into a temporary directory and renames it when complete, so a process killed
 mid-save leaves the previous checkpoints usable; the half-written directory is
 ignored. The newest `keep` checkpoints are kept.
 
-Layout: `directory/<step>/state` (the pytree) and `directory/<step>/meta`.
+Layout: `directory/<step>/state` (the pytree) and `directory/<step>/meta`; the device loop
+adds `directory/<step>/loop` (its replay, envs and counters), which the Python loop ignores,
+so it can evaluate or continue from the agent of a one-seed device-loop run.
 """
 import logging as _pylogging
 import os
@@ -95,15 +97,18 @@ class Checkpointer:
         max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-  def save(self, step, state, meta=None):
-    """Writes `state` (any pytree of arrays) and `meta` (a JSON-able dict) as `step`."""
+  def save(self, step, state, meta=None, loop=None):
+    """Writes `state` (any pytree of arrays), `meta` (a JSON-able dict) and optionally `loop`
+    (a pytree of arrays) as `step`."""
     step = int(step)
     meta = _to_numpy_meta(meta or {})
     meta.setdefault('step', step)
     if step in self._manager.all_steps():
       self._manager.delete(step)  # re-saving a step (e.g. the final save) replaces it
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if loop is not None:
+      items['loop'] = ocp.args.StandardSave(loop)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
     self._manager.wait_until_finished()
 
   def steps(self):
@@ -115,8 +120,9 @@ class Checkpointer:
     steps = self.steps()
     return steps[-1] if steps else None
 
-  def restore(self, target, step=None):
-    """Restores `(state, meta)` with the structure, dtypes and shapes of `target`.
+  def restore(self, target, step=None, loop=None):
+    """Restores `(state, meta)` with the structure, dtypes and shapes of `target`; with a
+    `loop` target, `(state, meta, loop)`.
 
     With `step=None` the newest checkpoint is used; if it is unreadable
     (corrupt, half-copied), the next older one is used with a warning.
@@ -130,11 +136,11 @@ class Checkpointer:
       if step not in steps:
         raise FileNotFoundError(f'No checkpoint for step {step} in {self.directory} '
                                 f'(available: {steps}).')
-      return self._restore(target, step)
+      return self._restore(target, step, loop)
     errors = []
     for candidate in reversed(steps):
       try:
-        result = self._restore(target, candidate)
+        result = self._restore(target, candidate, loop)
       except ValueError as error:
         errors.append(str(error))
         _log.warning('%s Falling back to the previous checkpoint.', error)
@@ -144,13 +150,17 @@ class Checkpointer:
       return result
     raise ValueError(f'Every checkpoint in {self.directory} is unreadable: ' + ' | '.join(errors))
 
-  def _restore(self, target, step):
+  def _restore(self, target, step, loop=None):
     path = os.path.join(self.directory, str(step))
-    abstract = jax.tree.map(
-        lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x, target)
+
+    def abstract(tree):
+      return jax.tree.map(
+          lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x, tree)
+    items = dict(state=ocp.args.StandardRestore(abstract(target)), meta=ocp.args.JsonRestore())
+    if loop is not None:
+      items['loop'] = ocp.args.StandardRestore(abstract(loop))
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as error:  # orbax raises many kinds; all mean "unreadable"
       _silence_reads_left_behind()
       raise ValueError(f'Checkpoint {path} is unreadable or does not match the agent state '
@@ -166,6 +176,8 @@ class Checkpointer:
     # orbax hands back arrays committed to a device, while jitted steps return uncommitted
     # ones: left as is, the first update after a resume would compile a second program.
     state = jax.tree.map(_placed_like, target, state)
+    if loop is not None:
+      return state, dict(meta or {}), jax.tree.map(_placed_like, loop, restored['loop'])
     return state, dict(meta or {})
 
   def close(self):

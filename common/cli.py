@@ -3,7 +3,8 @@
 `run_main(argv, presets, prog, make_agent)` parses the shared flags (`common.config`),
 joins a multi-host run (`common.devices`), turns command-line misuse into one line with
 exit code 2 before any work, checks that the model fits the device before compiling
-(`fit_size`, `common.memory`), and hands over to `common.train_loop.run`.
+(`fit_size`, `common.memory`), and hands over to `common.train_loop.run` (or, with
+`--loop device`, `common.device_loop.run`).
 """
 import os
 import sys
@@ -12,6 +13,7 @@ import jax
 
 from common import checkpoint as checkpoint_lib
 from common import config as config_lib
+from common import device_loop
 from common import devices as devices_lib
 from common import envs as envs_lib
 from common import train_loop
@@ -105,6 +107,7 @@ def run_main(argv, presets, prog, make_agent):
   config = config_lib.parse(argv, presets, prog=prog)
   try:  # command-line misuse: one line, exit code 2, before any work
     envs_lib.check_name(config.env)
+    device_loop.check(config)
     devices_lib.Placement(config.run)
     check_run_directories(config.run)
   except ValueError as error:
@@ -123,6 +126,8 @@ def run_main(argv, presets, prog, make_agent):
   fit = None if config.run.eval_only else fit_size(
       argv, presets, prog, checked_make_agent)
   try:
+    if config.run.loop == 'device':
+      return device_loop.run(checked_make_agent, config, fit=fit)
     return train_loop.run(checked_make_agent, config, fit=fit)
   except jax.errors.JaxRuntimeError as error:
     if 'RESOURCE_EXHAUSTED' not in str(error):

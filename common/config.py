@@ -50,6 +50,10 @@ class RunConfig:
   coordinator: str = ''          # HOST:PORT of process 0
   processes: int = 0             # number of processes (0: the environment's, else 1)
   process_id: int = -1           # this process (-1: the environment's, else 0)
+  # The whole loop as one compiled program (common/device_loop.py) for JAX-native envs.
+  loop: str = 'python'           # 'python' (common/train_loop.py) or 'device'
+  seeds: int = 1                 # --loop device: independent agents vmapped in one program
+  chunk: int = 0                 # --loop device: env iterations per call (0: 1000 agent steps)
 
 
 # ---------------------------------------------------------------------------
@@ -60,13 +64,14 @@ class RunConfig:
 # ---------------------------------------------------------------------------
 
 PRECISIONS = ('auto', 'float32', 'bfloat16')
+LOOPS = ('python', 'device')
 # Top-level fields that record which presets built the config; set by flags.
 _RECORDED = {'algo': '--config', 'suite': '--suite', 'size': '--size'}
 # Dedicated flags -> the field they set.
 FLAG_KEYS = {
     'logdir': 'run.logdir', 'seed': 'run.seed', 'steps': 'run.steps',
     'eval_only': 'run.eval_only', 'from_checkpoint': 'run.from_checkpoint',
-    'env': 'env.name'}
+    'env': 'env.name', 'loop': 'run.loop', 'seeds': 'run.seeds'}
 
 
 class Presets(NamedTuple):
@@ -220,7 +225,7 @@ def compose(presets: Presets, algo: Optional[str] = None, *,
             suite: Optional[str] = None, size: Optional[str] = None,
             env: Optional[str] = None, overrides: Sequence[str] = (),
             logdir=None, seed=None, steps=None, eval_only=None,
-            from_checkpoint=None, validate_config: bool = True):
+            from_checkpoint=None, loop=None, seeds=None, validate_config: bool = True):
   """Builds one config: algorithm, suite, size presets, `--set`, then flags.
 
   The suite is `suite` if given, else `presets.suite_for_env(env name)`, where
@@ -266,7 +271,7 @@ def compose(presets: Presets, algo: Optional[str] = None, *,
 
   config = override(config, overrides)
   flags = dict(logdir=logdir, seed=seed, steps=steps, eval_only=eval_only,
-               from_checkpoint=from_checkpoint, env=env)
+               from_checkpoint=from_checkpoint, env=env, loop=loop, seeds=seeds)
   for flag, value in flags.items():
     if value is not None:
       config = set_value(config, FLAG_KEYS[flag], value,
@@ -280,10 +285,14 @@ def compose(presets: Presets, algo: Optional[str] = None, *,
 
 
 def default_logdir(config) -> str:
-  """runs/{algo}/{env}/seed{seed}, relative to the working directory."""
+  """runs/{algo}/{env}/seed{seed}, relative to the working directory; with run.seeds > 1,
+  runs/{algo}/{env}/seeds{first}-{last}, which holds seed{first}/ ... seed{last}/."""
   algo = getattr(config, 'algo', '') or 'run'
   env = str(get_or(config, 'env.name', '')).replace('/', '-') or 'env'
-  return os.path.join('runs', algo, env, f'seed{get_or(config, "run.seed", 0)}')
+  seed = get_or(config, 'run.seed', 0)
+  seeds = get_or(config, 'run.seeds', 1)
+  name = f'seed{seed}' if seeds <= 1 else f'seeds{seed}-{seed + seeds - 1}'
+  return os.path.join('runs', algo, env, name)
 
 
 # --- Validation ------------------------------------------------------------
@@ -292,6 +301,9 @@ _CHECKS = (  # (key, predicate, requirement)
     ('run.steps', lambda x: x >= 0, 'must be >= 0'),
     ('run.batch_size', lambda x: x > 0, 'must be positive'),
     ('run.prefetch', lambda x: x >= 0, 'must be >= 0 (0 samples in the loop)'),
+    ('run.loop', lambda x: x in LOOPS, f'must be one of {LOOPS}'),
+    ('run.seeds', lambda x: x >= 1, 'must be >= 1'),
+    ('run.chunk', lambda x: x >= 0, 'must be >= 0 (0: about 1000 agent steps a call)'),
     ('run.batch_length', lambda x: x > 0, 'must be positive'),
     ('run.envs', lambda x: x >= 1, 'must be >= 1'),
     ('run.eval_envs', lambda x: x >= 1, 'must be >= 1'),
@@ -457,6 +469,10 @@ def make_parser(presets: Presets, prog: Optional[str] = None):
                       default=None, help='only evaluate a checkpoint')
   parser.add_argument('--from_checkpoint', metavar='DIR',
                       help='checkpoint directory to start from')
+  parser.add_argument('--loop', choices=LOOPS,
+                      help="run.loop: 'device' compiles the whole loop (JAX-native envs)")
+  parser.add_argument('--seeds', help='run.seeds: agents vmapped in one program (--loop '
+                      'device; run directories seed<N>/ under --logdir)')
   return parser
 
 
@@ -476,6 +492,6 @@ def parse(argv: Optional[Sequence[str]], presets: Presets,
         presets, args.config, suite=args.suite, size=args.size, env=args.env,
         overrides=args.set, logdir=args.logdir, seed=args.seed,
         steps=args.steps, eval_only=args.eval_only,
-        from_checkpoint=args.from_checkpoint)
+        from_checkpoint=args.from_checkpoint, loop=args.loop, seeds=args.seeds)
   except ConfigError as e:
     parser.error(str(e))

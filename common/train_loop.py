@@ -166,7 +166,7 @@ class _Loop:
     def train_step(state, batch, guard, step):
       state, metrics = agent.train(state, batch)
       if 'nonfinite' in metrics:
-        guard = _guard_update(guard, metrics['nonfinite'], step)
+        guard = guard_update(guard, metrics['nonfinite'], step)
       return state, metrics, guard
     # One dispatch per env step and per update (RNG split and guard inside).
     self.policy = jax.jit(policy_step, static_argnums=(4,))
@@ -342,7 +342,7 @@ class _Loop:
         env.close()
 
 
-def _guard_update(guard, nonfinite, step):
+def guard_update(guard, nonfinite, step):
   current, longest, last_finite = guard
   bad = jnp.asarray(nonfinite) > 0
   current = jnp.where(bad, current + 1, 0).astype(jnp.int32)
@@ -351,7 +351,7 @@ def _guard_update(guard, nonfinite, step):
   return current, longest, last_finite
 
 
-class _Timer:
+class Timer:
   def __init__(self, every):
     self.every = every
     self.last = time.time()
@@ -451,10 +451,10 @@ def _train(loop):
   start_step = loop.step
   summary = {'start_step': start_step, 'interrupted': False, 'eval_scores': []}
 
-  log_timer = _Timer(run_config.log_every)
-  report_timer = _Timer(run_config.report_every)
-  save_timer = _Timer(run_config.save_every)
-  guard_timer = _Timer(_GUARD_EVERY)
+  log_timer = Timer(run_config.log_every)
+  report_timer = Timer(run_config.report_every)
+  save_timer = Timer(run_config.save_every)
+  guard_timer = Timer(_GUARD_EVERY)
   next_eval = loop.step + run_config.eval_every if run_config.eval_every else None
   loop.install_signals()
 

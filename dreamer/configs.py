@@ -440,6 +440,11 @@ def gym(config: Config) -> Config:
       'run.steps': 100_000})
 
 
+def gymnax(config: Config) -> Config:
+  """gymnax classic control and MinAtar (JAX-native; `--loop device`): as the gym preset."""
+  return _replace(gym(config), suite='gymnax')
+
+
 def _algo_suite(config: Config) -> Config:
   """Where the papers' suite settings differ by algorithm: the one place (after every suite).
 
@@ -518,7 +523,7 @@ def _with_algo_suite(suite):
 SUITES = {name: _with_algo_suite(suite) for name, suite in {
     'atari': atari, 'atari100k': atari100k, 'dmc_proprio': dmc_proprio,
     'dmc_vision': dmc_vision, 'crafter': crafter, 'craftax': craftax,
-    'minecraft': minecraft, 'gym': gym,
+    'minecraft': minecraft, 'gym': gym, 'gymnax': gymnax,
 }.items()}
 
 
@@ -526,7 +531,7 @@ def suite_for_env(name: str) -> str:
   """The default suite of an env name, from its prefix (dmc defaults to pixels)."""
   prefixes = [('atari100k_', 'atari100k'), ('atari_', 'atari'), ('dmc_', 'dmc_vision'),
               ('crafter_', 'crafter'), ('craftax', 'craftax'), ('minecraft_', 'minecraft'),
-              ('gym_', 'gym')]
+              ('gym_', 'gym'), ('gymnax_', 'gymnax')]
   for prefix, suite in prefixes:
     if name.startswith(prefix):
       return suite

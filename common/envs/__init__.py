@@ -8,7 +8,10 @@
 
 Suites (names): atari_<game>, atari100k_<game>, dmc_<domain>_<task>,
 crafter_reward, crafter_noreward, craftax_classic, craftax,
-minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>.
+minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>, gymnax_<gymnax id>.
+
+JAX-native envs (craftax, gymnax) are also `JaxEnv`s (`make_jax`), which
+`common/device_loop.py` compiles into one program with the agent.
 
 Observation dicts: `image` uint8 [H, W, C] and/or float32 vector keys, `reward`
 float32, `is_first`, `is_last`, `is_terminal` bool, and logging-only `log/*`
@@ -28,7 +31,9 @@ from common.envs.config import EnvConfig
 from common.envs.parallel import BatchEnv
 from common.envs.spaces import Space, check_action, check_actions
 
-SUITES = ('atari', 'atari100k', 'dmc', 'crafter', 'craftax', 'minecraft', 'gym')
+SUITES = ('atari', 'atari100k', 'dmc', 'crafter', 'craftax', 'minecraft', 'gym', 'gymnax')
+# Suites whose envs are JAX functions (`make_jax`): the ones `--loop device` can run.
+JAX_SUITES = ('craftax', 'gymnax')
 
 _SUITE_DEFAULTS = {
     # DreamerV3 (Hafner et al. 2023), Atari 200M setting, as the reference code that made
@@ -45,6 +50,7 @@ _SUITE_DEFAULTS = {
     # DreamerV3 Minecraft Diamond: 36000-step episodes.
     'minecraft': dict(action_repeat=1, size=(64, 64), time_limit=36000),
     'gym': dict(action_repeat=1, pixels=False, proprio=True),
+    'gymnax': dict(action_repeat=1, pixels=False, proprio=True),
 }
 
 
@@ -54,7 +60,8 @@ def suite_of(name: str) -> str:
   if suite not in SUITES:
     raise ValueError(f"Unknown env '{name}': the suite '{suite}' is not one of "
                      f"{', '.join(SUITES)} (names are suite_task, e.g. atari_pong, "
-                     'dmc_walker_walk, crafter_reward, craftax_classic, gym_CartPole-v1).')
+                     'dmc_walker_walk, crafter_reward, craftax_classic, gym_CartPole-v1, '
+                     'gymnax_Breakout-MinAtar).')
   return suite
 
 
@@ -89,7 +96,7 @@ def make_env(config: EnvConfig, seed: int = 0) -> Env:
   name = config.name
   suite = suite_of(name)
   task = name.split('_', 1)[1] if '_' in name else ''
-  if suite in ('crafter', 'craftax', 'minecraft') and config.action_repeat != 1:
+  if suite in ('crafter', 'craftax', 'minecraft', 'gymnax') and config.action_repeat != 1:
     raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat}: {suite} supports '
                      'only 1.')
   if not task and suite != 'craftax':
@@ -103,9 +110,9 @@ def make_env(config: EnvConfig, seed: int = 0) -> Env:
   if suite == 'crafter':
     from common.envs.crafter import Crafter
     return Crafter(task, config, seed)
-  if suite == 'craftax':
-    from common.envs.craftax import Craftax
-    return Craftax(_craftax_task(name), config, seed)
+  if suite in JAX_SUITES:
+    from common.envs.jax_env import JaxSingle
+    return JaxSingle(make_jax(config), seed)
   if suite == 'minecraft':
     from common.envs.minecraft import Minecraft
     return Minecraft(task, config, seed)
@@ -120,6 +127,23 @@ def _craftax_task(name):
   return tasks[name]
 
 
+def make_jax(config: EnvConfig):
+  """The `JaxEnv` of a JAX-native env (`JAX_SUITES`); ValueError naming them otherwise."""
+  suite = suite_of(config.name)
+  if suite not in JAX_SUITES:
+    raise ValueError(f"env '{config.name}' is not a JAX function; the JAX-native envs are "
+                     "craftax_classic, craftax and gymnax_<id> (e.g. gymnax_CartPole-v1, "
+                     "gymnax_Breakout-MinAtar).")
+  if config.action_repeat != 1:
+    raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat}: {suite} supports '
+                     'only 1.')
+  if suite == 'craftax':
+    from common.envs.craftax import CraftaxEnv
+    return CraftaxEnv(_craftax_task(config.name), config)
+  from common.envs.gymnax import GymnaxEnv
+  return GymnaxEnv(config.name.split('_', 1)[1], config)
+
+
 def env_seed(seed: int, index: int) -> int:
   """Distinct seeds for env `index` of a run with `seed`."""
   return (int(seed) * 100_003 + int(index)) % (2 ** 31 - 1)
@@ -128,15 +152,16 @@ def env_seed(seed: int, index: int) -> int:
 def make_batch(env_config: EnvConfig, num: int, seed: int = 0, **batch_kwargs):
   """`num` envs of `env_config` with the [N]-batched BatchEnv API.
 
-  Workers follow `env_config.parallel`; Craftax always runs vmapped in-process.
+  Workers follow `env_config.parallel`; JAX-native envs (Craftax, gymnax) always run
+  vmapped in-process.
   `batch_kwargs` go to BatchEnv (context, timeout, max_restarts).
   """
   if num < 1:
     raise ValueError(f'make_batch: num = {num} must be >= 1.')
   suite_of(env_config.name)
-  if suite_of(env_config.name) == 'craftax':
-    from common.envs.craftax import CraftaxBatch
-    return CraftaxBatch(_craftax_task(env_config.name), env_config, num, seed)
+  if suite_of(env_config.name) in JAX_SUITES:
+    from common.envs.jax_env import JaxBatch
+    return JaxBatch(make_jax(env_config), num, seed)
   # Fail fast here (a clear error) for a bad name, before any worker starts.
   check_name(env_config)
   constructors = [functools.partial(make_env, env_config, env_seed(seed, index))
@@ -148,7 +173,7 @@ def check_name(config: EnvConfig) -> None:
   """Raises ValueError naming the problem when `config.name` is no known suite_task."""
   suite = suite_of(config.name)
   task = config.name.split('_', 1)[1] if '_' in config.name else ''
-  if not task:
+  if not task and suite != 'craftax':
     raise ValueError(f"Env name '{config.name}' has no task; use {suite}_<task>.")
   if suite in ('atari', 'atari100k'):
     from common.envs.atari import games
@@ -159,6 +184,11 @@ def check_name(config: EnvConfig) -> None:
     split_task(task)
     if task not in tasks():
       raise ValueError(f"Unknown DMC task '{task}'; one of: {', '.join(tasks())}.")
+  elif suite == 'gymnax':
+    from common.envs.gymnax import check_task
+    check_task(task)
+  elif suite == 'craftax':
+    _craftax_task(config.name)
   elif suite == 'gym':
     import gymnasium
     from common.envs.gym import resolve_id
@@ -167,6 +197,6 @@ def check_name(config: EnvConfig) -> None:
                        'gymnasium.register or pick one of gymnasium.registry.keys().')
 
 
-__all__ = ['SUITES', 'BatchEnv', 'Env', 'EnvConfig', 'Space', 'check_action', 'check_actions',
-           'env_seed', 'make', 'make_batch', 'make_env', 'suite_config', 'suite_defaults',
+__all__ = ['JAX_SUITES', 'SUITES', 'BatchEnv', 'Env', 'EnvConfig', 'Space', 'check_action', 'check_actions',
+           'env_seed', 'make', 'make_batch', 'make_env', 'make_jax', 'suite_config', 'suite_defaults',
            'suite_of']
