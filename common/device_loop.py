@@ -208,6 +208,10 @@ class DeviceLoop:
         new[key] = jnp.maximum(jnp.where(first, jnp.zeros_like(old), old), value)
     return new
 
+  def update(self, states, batch):
+    """One update of every seed: the agent's own `train`, vmapped over seeds."""
+    return jax.vmap(self.agent.train)(states, batch)
+
   def _train_many(self, ls, due, key, sums):
     """`due` updates of every seed (a while loop: the count is known only on the device)."""
     agent, run = self.agent, self.config.run
@@ -219,7 +223,7 @@ class DeviceLoop:
                                  length=self.window, online=self.config.replay.online)
       batch, where, replay = jax.vmap(sample)(
           ls.replay, jax.random.split(sample_key, self.seeds))
-      state, metrics = jax.vmap(agent.train)(ls.agent, batch)
+      state, metrics = self.update(ls.agent, batch)
       entries = metrics.pop('replay', None)
       if entries is not None:
         replay = jax.vmap(functools.partial(device_replay.update, offset=agent.replay_context))(
@@ -269,8 +273,9 @@ class DeviceLoop:
     ls, sums = self._train_many(ls, due, train_key, sums)
     return ls, sums, ended
 
-  def _chunk(self, ls):
-    """`self.chunk` iterations (those past run.steps do nothing). Returns the new state, the
+  def _chunk(self, ls, steps):
+    """`self.chunk` iterations (those past `steps` do nothing; an argument, so a resumed run
+    with a larger run.steps reuses the compiled program). Returns the new state, the
     mean train metrics of each seed with their update count, and per iteration the step
     before it and each env's episode statistics (`done` where one ended)."""
     metric_shapes = self._metric_shapes()
@@ -290,7 +295,7 @@ class DeviceLoop:
                  'length': jnp.zeros(shape, jnp.int32),
                  **{key: jnp.zeros(shape, ls.episode[key].dtype) for key in self.log_keys}}
         return ls, sums, ended
-      ls, sums, ended = jax.lax.cond(ls.step < self.config.run.steps, active, idle)
+      ls, sums, ended = jax.lax.cond(ls.step < steps, active, idle)
       return (ls, sums), {'step': before, **ended}
 
     (ls, sums), ys = jax.lax.scan(body, (ls, sums), None, length=self.chunk)
@@ -304,7 +309,7 @@ class DeviceLoop:
       batch = {key: jax.ShapeDtypeStruct((self.seeds, self.config.run.batch_size, self.window)
                                          + tuple(shape), dtype)
                for key, (shape, dtype) in self.spec.items()}
-      _, metrics = jax.eval_shape(jax.vmap(self.agent.train), state, batch)
+      _, metrics = jax.eval_shape(self.update, state, batch)
       self._metrics_cache = {k: v for k, v in metrics.items()
                              if k != 'replay' and hasattr(v, 'ndim') and v.ndim == 1}
     return self._metrics_cache
@@ -318,7 +323,7 @@ class DeviceLoop:
   # --- host side -------------------------------------------------------------------
 
   def run_chunk(self, ls):
-    return self._chunk_fn(ls)
+    return self._chunk_fn(ls, jnp.int32(self.config.run.steps))
 
   def report(self, ls, key):
     return self._report_fn(ls, key)
@@ -339,10 +344,11 @@ def run(make_agent, config, stream=None, fit=None):
   loop = DeviceLoop(agent, env, config, env.obs_space, act_space)
   have = memory.device_bytes()
   if loop.replay_bytes > MEMORY_SHARE * have:
-    raise SystemExit(f'--loop device: the replay needs {memory.gib(loop.replay_bytes)} of device '
-                     f'memory ({run_config.seeds} seed(s) x replay.capacity='
-                     f'{config.replay.capacity} steps) but the device has {memory.gib(have)}; '
-                     'lower replay.capacity.')
+    print(f'--loop device: error: the replay needs {memory.gib(loop.replay_bytes)} of device '
+          f'memory ({run_config.seeds} seed(s) x replay.capacity={config.replay.capacity} '
+          f'steps) but may take half of the device\'s {memory.gib(have)}; lower '
+          'replay.capacity.', file=sys.stderr)
+    raise SystemExit(2)
   logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
   seeds = run_config.seeds
   seed_dirs = ([logdir] if seeds == 1 else

@@ -122,6 +122,26 @@ def test_craftax_classic_pixels_batch():
   assert history[1]['image'].std() > 0
 
 
+def test_gymnax_terminal_cut_and_continuous_scaling():
+  # CartPole: a random policy's pole falls (terminal); a 5-step limit cuts Pendulum.
+  cartpole = envs.make('gymnax_CartPole-v1', seed=1)
+  assert cartpole.obs_space['vector'].shape == (4,) and cartpole.act_space.n == 2
+  history = run(cartpole, 120)
+  ends = [i for i, obs in enumerate(history) if obs['is_last']]
+  assert ends and all(history[i]['is_terminal'] for i in ends)
+  assert all(history[i + 1]['is_first'] for i in ends if i + 1 < len(history))
+  pendulum = envs.make('gymnax_Pendulum-v1', time_limit=5)
+  assert pendulum.act_space == Space(np.float32, (1,), -1.0, 1.0)
+  check_boundaries(run(pendulum, 8), limit=5)
+  # Our action 1.0 is the env's maximal torque 2.0: Pendulum's cost counts 0.001 * u ** 2.
+  from common.envs.gymnax import GymnaxEnv
+  env = GymnaxEnv('Pendulum-v1', envs.suite_config('gymnax_Pendulum-v1'))
+  np.testing.assert_allclose(env._action(np.float32([1.0, -1.0, 0.0])), [2.0, -2.0, 0.0])
+  minatar = envs.make('gymnax_Breakout-MinAtar')
+  assert minatar.obs_space['vector'].shape == (400,) and minatar.act_space.n == 3
+  run(minatar, 3)
+
+
 def test_gym_cartpole_terminal_and_auto_reset():
   env = envs.make('gym_CartPole-v1', seed=1)
   assert env.obs_space['vector'].shape == (4,) and env.act_space.n == 2
