@@ -30,6 +30,9 @@ WHEELS = (
     'dm-tree==0.1.10', 'tensorboardX==2.6.5', 'dm-control==1.0.50', 'mujoco==3.17.0',
     'dm-env==1.6', 'glfw==2.11.0', 'labmaze==1.0.6', 'PyOpenGL==3.1.10',
     'gymnasium==1.4.0', 'farama-notifications==0.0.4',
+    # The JAX-native envs of `--loop device` (experiments/bench_device_loop.py); craftax's
+    # pygame is only for its human-play viewer.
+    'gymnax==1.0.1', 'craftax==1.6.1',
 )
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_x86_64',
              'manylinux2014_x86_64', 'manylinux1_x86_64')
