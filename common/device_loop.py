@@ -98,7 +98,6 @@ def _strip_log(obs):
 class _Rate:
   """`TrainRatio`'s `floor((step - start) * ratio / (B * T))` in int32 without overflow."""
 
-
   def __init__(self, ratio, batch_steps):
     # Exact for every ratio a config writes (32, 512, 0.5, 0.1); TrainRatio's Fraction of a
     # float such as 0.1 differs from it only past 2**16 steps at an exact boundary.
@@ -212,17 +211,18 @@ class DeviceLoop:
     """One update of every seed: the agent's own `train`, vmapped over seeds."""
     return jax.vmap(self.agent.train)(states, batch)
 
-  def _train_many(self, ls, due, key, sums):
-    """`due` updates of every seed (a while loop: the count is known only on the device)."""
+  def _train_many(self, ls, due, keys, sums):
+    """`due` updates of every seed (a while loop: the count is known only on the device);
+    `keys` [S]: each seed samples its replay with its own."""
     agent, run = self.agent, self.config.run
 
     def one_update(carry):
-      done, ls, key, sums = carry
-      key, sample_key = jax.random.split(key)
+      done, ls, keys, sums = carry
+      split = jax.vmap(jax.random.split)(keys)
+      keys, sample_keys = split[:, 0], split[:, 1]
       sample = functools.partial(device_replay.sample, batch=run.batch_size,
                                  length=self.window, online=self.config.replay.online)
-      batch, where, replay = jax.vmap(sample)(
-          ls.replay, jax.random.split(sample_key, self.seeds))
+      batch, where, replay = jax.vmap(sample)(ls.replay, sample_keys)
       state, metrics = self.update(ls.agent, batch)
       entries = metrics.pop('replay', None)
       if entries is not None:
@@ -236,16 +236,16 @@ class DeviceLoop:
       sums = {'count': sums['count'] + 1,
               **{k: sums[k] + scalars[k].astype(jnp.float32) for k in scalars}}
       ls = ls._replace(agent=state, replay=replay, guard=guard, updates=ls.updates + 1)
-      return done + 1, ls, key, sums
+      return done + 1, ls, keys, sums
 
     _, ls, _, sums = jax.lax.while_loop(
-        lambda carry: carry[0] < due, one_update, (jnp.int32(0), ls, key, sums))
+        lambda carry: carry[0] < due, one_update, (jnp.int32(0), ls, keys, sums))
     return ls, sums
 
   def _iteration(self, ls, sums):
     run, num, seeds = self.config.run, self.num_envs, self.seeds
     split = jax.vmap(lambda k: jax.random.split(k, 5))(ls.keys)
-    keys, act_keys, env_keys, train_key = split[:, 0], split[:, 1:3], split[:, 3], split[0, 4]
+    keys, act_keys, env_keys, train_keys = split[:, 0], split[:, 1:3], split[:, 3], split[:, 4]
     action, carry, entries = self._act(ls, act_keys)
     obs = ls.obs
     step_data = {**_strip_log(obs), 'action': action, **entries}
@@ -258,7 +258,7 @@ class DeviceLoop:
     env_state, new_obs = self.env.step(ls.env, flat(action), flat(env_keys))
     new_obs = jax.tree.map(lambda x: x.reshape((seeds, num) + x.shape[1:]), new_obs)
     step = ls.step + num
-    ls = ls._replace(agent=ls.agent, carry=carry, env=env_state, obs=new_obs, replay=replay,
+    ls = ls._replace(carry=carry, env=env_state, obs=new_obs, replay=replay,
                      keys=keys, episode=episode, step=step)
     # The train-ratio accounting of `train_loop` (TrainRatio and can_train).
     held = device_replay.starts(jax.tree.map(lambda x: x[0], replay), self.window)
@@ -270,7 +270,7 @@ class DeviceLoop:
                      run.pretrain + self.rate.owed(jnp.maximum(step - start, 0)), 0)
     due = jnp.maximum(owed - ls.updates, 0)
     ls = ls._replace(start=start, trainable=trainable)
-    ls, sums = self._train_many(ls, due, train_key, sums)
+    ls, sums = self._train_many(ls, due, train_keys, sums)
     return ls, sums, ended
 
   def _chunk(self, ls, steps):
@@ -278,9 +278,8 @@ class DeviceLoop:
     with a larger run.steps reuses the compiled program). Returns the new state, the
     mean train metrics of each seed with their update count, and per iteration the step
     before it and each env's episode statistics (`done` where one ended)."""
-    metric_shapes = self._metric_shapes()
     sums = {'count': jnp.int32(0),
-            **{k: jnp.zeros((self.seeds,), jnp.float32) for k in metric_shapes}}
+            **{k: jnp.zeros((self.seeds,), jnp.float32) for k in self._metric_names}}
 
     def body(carry, _):
       ls, sums = carry
@@ -301,18 +300,16 @@ class DeviceLoop:
     (ls, sums), ys = jax.lax.scan(body, (ls, sums), None, length=self.chunk)
     return ls, sums, ys
 
-  def _metric_shapes(self):
-    if not hasattr(self, '_metrics_cache'):
-      state = jax.eval_shape(jax.vmap(self.agent.init),
-                             jax.eval_shape(lambda: jax.random.split(jax.random.PRNGKey(0),
-                                                                     self.seeds)))
-      batch = {key: jax.ShapeDtypeStruct((self.seeds, self.config.run.batch_size, self.window)
-                                         + tuple(shape), dtype)
-               for key, (shape, dtype) in self.spec.items()}
-      _, metrics = jax.eval_shape(self.update, state, batch)
-      self._metrics_cache = {k: v for k, v in metrics.items()
-                             if k != 'replay' and hasattr(v, 'ndim') and v.ndim == 1}
-    return self._metrics_cache
+  @functools.cached_property
+  def _metric_names(self):
+    """The train metrics that are one scalar per seed (what a metric line averages)."""
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.PRNGKey(0), self.seeds))
+    state = jax.eval_shape(jax.vmap(self.agent.init), keys)
+    batch = {key: jax.ShapeDtypeStruct((self.seeds, self.config.run.batch_size, self.window)
+                                       + tuple(shape), dtype)
+             for key, (shape, dtype) in self.spec.items()}
+    _, metrics = jax.eval_shape(self.update, state, batch)
+    return tuple(k for k, v in metrics.items() if k != 'replay' and v.ndim == 1)
 
   def _report(self, ls, key):
     """The agent's report for seed 0 on a uniform batch of its replay."""

@@ -9,7 +9,13 @@ Runs, one child process each and in this order, as many as the budget allows:
   3. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
   4. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
      schedule (10k agent steps), its last evaluation score beside the published DreamerV3
-     curve at that step.
+     curve at that step;
+  5. `--loop device` against `--loop python` on gymnax CartPole with 1, 4 and 16 seeds
+     (`experiments.bench_device_loop`);
+  6. a DreamerV3 `--loop device` run on Craftax-Classic for what is left of the budget: its
+     Crafter score (geometric mean of achievement success rates) against env steps, beside
+     DreamerV3's published Crafter score at 1M steps (14.5 +- 1.6%; Crafter is the original
+     that Craftax-Classic reimplements).
 `--only WORD ...` keeps the measurements whose names hold one of the words.
 Each child gets what is left of the budget (less a reserve for writing), is killed when it
 runs over, and is recorded as done, failed or out of time; `DIR/device_check.json` and
@@ -32,6 +38,8 @@ import numpy as np
 
 RESERVE_S = 5.0   # kept back from the budget for writing the results
 LEARNING_TASK = 'dmc_cartpole_balance'
+# DreamerV3 (Hafner et al. 2023), Crafter at 1M env steps: score 14.5 +- 1.6 %.
+CRAFTER_REFERENCE = {'reference_score': 14.5, 'reference_std': 1.6, 'reference_steps': 1_000_000}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_REFERENCES = (os.path.join(ROOT, '.whl', 'reference_scores'),
                       os.path.join(ROOT, '..', 'shared', 'reference_scores'))
@@ -67,7 +75,41 @@ def plan(tiny: bool, logdir: str) -> list:
       '--logdir', os.path.join(logdir, 'learning'),
       '--set', f'run.eval_every={200 if tiny else 5_000}',
       '--set', f'run.eval_episodes={1 if tiny else 5}']))
+  compare = (['--size', 'debug', '--steps', '200', '--seeds', '1', '2', '--envs', '4',
+              '--batch', '4', '--length', '16', '--prefill', '64', '--chunk', '25',
+              '--log_every', '1'] if tiny else
+             ['--size', 'size12m', '--steps', '20000', '--seeds', '1', '4', '16'])
+  steps.append(('device loop vs python loop', python + [
+      'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1'] + compare))
+  craftax = (['--size', 'debug', '--steps', '200', '--set', 'run.envs=4',
+              '--set', 'run.batch_size=4', '--set', 'run.batch_length=16',
+              '--set', 'run.prefill=64', '--set', 'env.time_limit=30',
+              '--set', 'run.chunk=25'] if tiny else
+             ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
+              '--set', 'run.save_every=60'])
+  steps.append(('craftax device loop learning', python + [
+      'dreamer.main', '--config', 'dreamerv3', '--env', 'craftax_classic', '--loop', 'device',
+      '--logdir', os.path.join(logdir, 'craftax'), '--set', 'run.log_every=30'] + craftax))
   return steps
+
+
+def crafter_curve(run_dir: str, points: int = 10) -> dict:
+  """Crafter scores (suites.crafter_score over the episodes so far) at `points` env steps of
+  a Craftax-Classic run's scores.jsonl, with DreamerV3's published 1M-step Crafter score."""
+  from experiments import suites  # pylint: disable=g-import-not-at-top
+  path = os.path.join(run_dir, 'scores.jsonl')
+  if not os.path.exists(path):
+    return {}
+  episodes = [json.loads(line) for line in open(path) if line.strip()]
+  if not episodes:
+    return {}
+  names = sorted(key for key in episodes[0] if key.startswith('achievement_'))
+  curve = []
+  for end in np.unique(np.linspace(1, len(episodes), min(points, len(episodes))).astype(int)):
+    seen = episodes[:end]
+    rates = [100.0 * np.mean([e[name] > 0 for e in seen]) for name in names]
+    curve.append([seen[-1]['step'], round(suites.crafter_score(rates), 2)])
+  return {'crafter_score_curve': curve, 'episodes': len(episodes), **CRAFTER_REFERENCE}
 
 
 def _json_lines(text: str) -> list:
@@ -199,6 +241,10 @@ def main(argv=None):
       step['seconds'] = round(time.time() - began, 1)
       if name.startswith('dreamerv3 learning'):
         learned = _learning_result(args.out, references)
+        if learned:
+          step['results'].append(learned)
+      if name.startswith('craftax'):
+        learned = crafter_curve(os.path.join(args.out, 'craftax'))
         if learned:
           step['results'].append(learned)
     report['steps'].append(step)
