@@ -21,8 +21,8 @@ carry and the counters, so a resumed run continues exactly where it was saved.
 
 Differences from the Python loop: the RNG streams differ (random prefill actions, replay
 sampling); V3's replay-context latents are written back at once, not one update late;
-`replay.sample='episodes'` (V1/V2) and evaluation episodes (`run.eval_every`) are not
-available here (`check` says so before any work).
+evaluation episodes (`run.eval_every`) are not available here (`check` says so before any
+work).
 """
 import fractions
 import functools
@@ -77,10 +77,6 @@ def check(config, obs_space=None):
     raise ValueError(f"--loop device: env '{config.env.name}' is not a JAX function; the "
                      'JAX-native envs are craftax_classic, craftax and gymnax_<id> (e.g. '
                      'gymnax_CartPole-v1, gymnax_Breakout-MinAtar); use --loop python.')
-  if config.replay.sample != 'windows':
-    raise ValueError(f"--loop device samples uniform windows; replay.sample="
-                     f"{config.replay.sample!r} (DreamerV1/V2's episodes) is not available "
-                     "there: pass --set replay.sample=windows or use --loop python.")
   if run.eval_every or run.eval_only or run.offline_replay:
     raise ValueError('--loop device trains only: run.eval_every, --eval_only and '
                      'run.offline_replay belong to --loop python (which reads its '
@@ -156,7 +152,8 @@ class DeviceLoop:
     env_state, obs = env.step(env_state, zeros, env_keys.reshape((seeds * num,) + env_keys.shape[2:]))
     obs = jax.tree.map(lambda x: x.reshape((seeds, num) + x.shape[1:]), obs)
     carry = jax.vmap(lambda _: agent.init_policy_carry(num))(jnp.arange(seeds))
-    replay = jax.vmap(lambda _: device_replay.init(self.spec, num, self.stream_size))(
+    episodes = self.config.replay.sample == 'episodes'
+    replay = jax.vmap(lambda _: device_replay.init(self.spec, num, self.stream_size, episodes))(
         jnp.arange(seeds))
     episode = {'score': jnp.zeros((seeds, num), jnp.float32),
                'length': jnp.zeros((seeds, num), jnp.int32)}
@@ -221,7 +218,8 @@ class DeviceLoop:
       split = jax.vmap(jax.random.split)(keys)
       keys, sample_keys = split[:, 0], split[:, 1]
       sample = functools.partial(device_replay.sample, batch=run.batch_size,
-                                 length=self.window, online=self.config.replay.online)
+                                 length=self.window, online=self.config.replay.online,
+                                 prioritize_ends=self.config.replay.prioritize_ends)
       batch, where, replay = jax.vmap(sample)(ls.replay, sample_keys)
       state, metrics = self.update(ls.agent, batch)
       entries = metrics.pop('replay', None)
@@ -261,7 +259,8 @@ class DeviceLoop:
     ls = ls._replace(carry=carry, env=env_state, obs=new_obs, replay=replay,
                      keys=keys, episode=episode, step=step)
     # The train-ratio accounting of `train_loop` (TrainRatio and can_train).
-    held = device_replay.starts(jax.tree.map(lambda x: x[0], replay), self.window)
+    # Every seed holds as many windows, except with episode sampling: wait for the fewest.
+    held = jnp.min(jax.vmap(functools.partial(device_replay.starts, length=self.window))(replay))
     ready = (step >= run.prefill) & (held >= max(1, run.train_starts))
     start = jnp.where(ready & ~ls.trainable & (ls.updates == 0) & (step > ls.start), step,
                       ls.start)

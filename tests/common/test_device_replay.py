@@ -94,3 +94,70 @@ def test_memory_counts_every_stream_and_step():
   spec = {'image': ((64, 64, 3), np.uint8), 'reward': ((), np.float32)}
   assert device_replay.nbytes(spec, 4, 1000) == 4 * 1000 * (64 * 64 * 3 + 4)
   assert device_replay.stream_size(10_000, 16) == 625
+
+
+def _fill_episodes(lengths_per_stream, size, prioritize_ends):
+  """Device and host replays holding the same streams of episodes of the given lengths."""
+  spec = {'id': ((), np.int32), 'is_first': ((), bool), 'is_last': ((), bool)}
+  streams = len(lengths_per_stream)
+  flags = []
+  for lengths in lengths_per_stream:
+    first, last = [], []
+    for length in lengths:   # an episode of `length` steps after its reset step
+      first += [True] + [False] * length
+      last += [False] * length + [True]
+    flags.append((first, last))
+  steps = min(len(first) for first, _ in flags)
+  replay = device_replay.init(spec, streams, size, episodes=True)
+  host = replay_lib.Replay(replay_lib.ReplayConfig(sample='episodes', chunk=16,
+                                                   prioritize_ends=prioritize_ends))
+  add = jax.jit(device_replay.add)
+  for index in range(steps):
+    step = {'id': np.arange(streams, dtype=np.int32) * 10000 + index,
+            'is_first': np.array([f[0][index] for f in flags]),
+            'is_last': np.array([f[1][index] for f in flags])}
+    replay = add(replay, step)
+    for stream in range(streams):
+      host.add({key: value[stream] for key, value in step.items()}, stream)
+  return replay, host
+
+
+def _exact_episode_windows(lengths_per_stream, length, prioritize_ends):
+  """P(window start id): a uniform episode longer than the window, then the host replay's
+  offset rule (`min(uniform(0, upper), last)`, upper extended by the window length)."""
+  episodes = []
+  for stream, lengths in enumerate(lengths_per_stream):
+    start = 0
+    for steps in lengths:
+      if steps + 1 > length:
+        episodes.append((stream, start, start + steps + 1))
+      start += steps + 1
+  probs = collections.Counter()
+  for stream, first, end in episodes:
+    last = end - first - length
+    upper = last + 1 + (length if prioritize_ends else 0)
+    for draw in range(upper):
+      probs[stream * 10000 + first + min(draw, last)] += 1 / len(episodes) / upper
+  return probs
+
+
+def test_episode_sampling_matches_the_host_replays_distribution():
+  length, lengths = 4, [[5, 3, 20, 9], [9, 5, 3, 20]]   # 3 steps: too short for a window
+  for prioritize_ends in (False, True):
+    replay, host = _fill_episodes(lengths, 200, prioritize_ends)
+    assert int(device_replay.starts(replay, length)) == host.starts(length)
+    sample = jax.jit(lambda key: device_replay.sample(
+        replay, key, 512, length, prioritize_ends=prioritize_ends)[0])
+    counts = {'device': collections.Counter(), 'host': collections.Counter()}
+    for seed in range(50):
+      out = sample(jax.random.PRNGKey(seed))
+      assert np.asarray(out['is_first'])[:, 0].all()
+      assert not np.asarray(out['is_first'])[:, 1:].any()   # inside one episode
+      counts['device'].update(int(window[0]) for window in np.asarray(out['id']))
+      counts['host'].update(int(window[0]) for window in host.sample(512, length)['id'])
+    exact = _exact_episode_windows(lengths, length, prioritize_ends)
+    for name, counted in counts.items():
+      assert set(counted) <= set(exact), name
+      total = sum(counted.values())
+      distance = 0.5 * sum(abs(counted[k] / total - p) for k, p in exact.items())
+      assert distance < 0.04, (name, prioritize_ends, distance)   # ~0.02 from sampling noise
