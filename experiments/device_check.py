@@ -87,7 +87,7 @@ def plan(tiny: bool, logdir: str) -> list:
               '--set', 'run.chunk=25'] if tiny else
              ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
               '--set', 'run.save_every=60'])
-  steps.append(('craftax device loop learning', python + [
+  steps.append(('craftax device loop score', python + [
       'dreamer.main', '--config', 'dreamerv3', '--env', 'craftax_classic', '--loop', 'device',
       '--logdir', os.path.join(logdir, 'craftax'), '--set', 'run.log_every=30'] + craftax))
   return steps
