@@ -29,7 +29,6 @@ import functools
 import os
 import signal
 import sys
-import time
 from typing import Any, NamedTuple
 
 import jax
@@ -64,7 +63,7 @@ class LoopState(NamedTuple):
   guard: tuple        # non-finite guard (current, longest, last finite step), each [S]
 
 
-def check(config, obs_space=None):
+def check(config):
   """ValueError (one line) where `--loop device` cannot run this config."""
   run = config.run
   if run.loop != 'device':
@@ -72,11 +71,10 @@ def check(config, obs_space=None):
       raise ValueError(f'--seeds {run.seeds} needs --loop device (the Python loop runs one '
                        'agent; launch several runs with experiments/sweep.py instead).')
     return
-  suite = envs_lib.suite_of(config.env.name)
-  if suite not in envs_lib.JAX_SUITES:
-    raise ValueError(f"--loop device: env '{config.env.name}' is not a JAX function; the "
-                     'JAX-native envs are craftax_classic, craftax and gymnax_<id> (e.g. '
-                     'gymnax_CartPole-v1, gymnax_Breakout-MinAtar); use --loop python.')
+  try:
+    envs_lib.check_jax(config.env)
+  except ValueError as error:
+    raise ValueError(f'--loop device: {error} Use --loop python.') from None
   if run.eval_every or run.eval_only or run.offline_replay:
     raise ValueError('--loop device trains only: run.eval_every, --eval_only and '
                      'run.offline_replay belong to --loop python (which reads its '
@@ -84,11 +82,6 @@ def check(config, obs_space=None):
   if len(jax.local_devices()) > 1 and (run.train_devices or run.policy_devices != (0,)):
     raise ValueError('--loop device runs on one device; run.train_devices and '
                      'run.policy_devices belong to --loop python.')
-  del obs_space
-
-
-def _strip_log(obs):
-  return {key: value for key, value in obs.items() if not key.startswith('log/')}
 
 
 class _Rate:
@@ -121,7 +114,7 @@ class DeviceLoop:
     self.chunk = int(run.chunk) or max(1, CHUNK_STEPS // self.num_envs)
     self.log_keys = sorted(key for key in obs_space if key.startswith('log/'))
     # One stored step: the observation (no log keys), the action, the policy's entries.
-    spec = {key: (space.shape, space.dtype) for key, space in _strip_log(obs_space).items()}
+    spec = {key: (space.shape, space.dtype) for key, space in train_loop.strip_log(obs_space).items()}
     spec['action'] = (act_space.shape, act_space.dtype)
     self.empty_entries = {}
     if agent.policy_entries:
@@ -177,7 +170,7 @@ class DeviceLoop:
 
   def _act(self, ls, keys):
     agent, num = self.agent, self.num_envs
-    obs = _strip_log(ls.obs)
+    obs = train_loop.strip_log(ls.obs)
 
     def act_random():
       entries = {key: jnp.zeros((self.seeds, num) + shape, dtype)
@@ -246,7 +239,7 @@ class DeviceLoop:
     keys, act_keys, env_keys, train_keys = split[:, 0], split[:, 1:3], split[:, 3], split[:, 4]
     action, carry, entries = self._act(ls, act_keys)
     obs = ls.obs
-    step_data = {**_strip_log(obs), 'action': action, **entries}
+    step_data = {**train_loop.strip_log(obs), 'action': action, **entries}
     replay = jax.vmap(device_replay.add)(ls.replay, step_data)
     episode = self._track(ls.episode, obs)
     ended = {'done': obs['is_last'], 'score': episode['score'], 'length': episode['length'],
@@ -318,6 +311,10 @@ class DeviceLoop:
 
   # --- host side -------------------------------------------------------------------
 
+  def held_steps(self, step):
+    """Steps each seed's replay holds after `step` agent steps."""
+    return min(step, self.stream_size * self.num_envs)
+
   def run_chunk(self, ls):
     return self._chunk_fn(ls, jnp.int32(self.config.run.steps))
 
@@ -331,7 +328,7 @@ def run(make_agent, config, stream=None, fit=None):
   check(config)
   run_config = config.run
   env = envs_lib.make_jax(config.env)
-  obs_space = _strip_log(env.obs_space)
+  obs_space = train_loop.strip_log(env.obs_space)
   act_space = env.act_space
   if fit is not None:
     config = fit(config, obs_space, act_space)
@@ -363,22 +360,12 @@ def run(make_agent, config, stream=None, fit=None):
   print(f'--loop device: {seeds} seed(s) x {run_config.envs} {config.env.name} envs, '
         f'{loop.chunk} iterations per call, replay {memory.gib(loop.replay_bytes)} on '
         f'{jax.devices()[0].device_kind}.', file=stream)
-  stop = {'signal': None}
-  previous = {}
-
-  def handler(signum, frame):
-    del frame
-    stop['signal'] = signum
-  for signum in (signal.SIGINT, signal.SIGTERM):
-    try:
-      previous[signum] = signal.signal(signum, handler)
-    except ValueError:
-      pass
+  signals = train_loop.StopSignals()
+  signals.install()
   try:
-    return _train(loop, config, loggers, checkpointer, stop, stream)
+    return _train(loop, config, loggers, checkpointer, signals, stream)
   finally:
-    for signum, handler in previous.items():
-      signal.signal(signum, handler)
+    signals.restore()
     for logger in loggers:
       logger.close()
     devnull.close()
@@ -401,7 +388,7 @@ def _from_parts(state, rest, seeds):
   return rest._replace(agent=state['agent'], keys=state['policy_key'])
 
 
-def _train(loop, config, loggers, checkpointer, stop, stream):
+def _train(loop, config, loggers, checkpointer, signals, stream):
   run_config = config.run
   seeds = run_config.seeds
   ls = jax.jit(loop.init, static_argnums=0)(run_config.seed)
@@ -419,7 +406,7 @@ def _train(loop, config, loggers, checkpointer, stop, stream):
     state, _ = _checkpoint_parts(ls, seeds)
     state, _ = source.restore(state, step)
     source.close()
-    ls = _from_parts(state, ls._replace(agent=None, keys=None), seeds)._replace(keys=ls.keys)
+    ls = ls._replace(agent=_from_parts(state, ls, seeds).agent)   # this run's own RNG
     print(f'Initialised the agent from {directory}.', file=stream)
   if run_config.train_ratio == 0:
     print('run.train_ratio=0: this run only collects experience (replay, scores); the agent is '
@@ -463,12 +450,12 @@ def _train(loop, config, loggers, checkpointer, stop, stream):
     if log_timer() or step >= run_config.steps:
       for logger in loggers:
         logger.add({'updates': int(updates)}, prefix='run')
-        logger.add({'steps': min(step, loop.stream_size * loop.num_envs),
+        logger.add({'steps': loop.held_steps(step),
                     'gb': loop.replay_bytes / seeds / 2 ** 30}, prefix='replay')
         logger.write(step)
-    if stop['signal'] is not None:
+    if signals.received is not None:
       save()
-      name = signal.Signals(stop['signal']).name
+      name = signal.Signals(signals.received).name
       print(f'{name}: saved checkpoint {checkpointer.directory}/{step}; run the same command '
             'to resume.', file=stream)
       summary['interrupted'] = True
@@ -476,7 +463,7 @@ def _train(loop, config, loggers, checkpointer, stop, stream):
     if save_timer() or step >= run_config.steps:
       save()
   summary.update(step=step, updates=int(ls.updates),
-                 replay_steps=min(step, loop.stream_size * loop.num_envs))
+                 replay_steps=loop.held_steps(step))
   return summary
 
 

@@ -87,7 +87,7 @@ class TrainRatio:
     return count
 
 
-def _strip_log(obs):
+def strip_log(obs):
   return {key: value for key, value in obs.items() if not key.startswith('log/')}
 
 
@@ -111,7 +111,7 @@ class _Policy:
 
   def __call__(self, obs):
     loop = self._loop
-    obs = _strip_log(obs)
+    obs = strip_log(obs)
     if self._sharding is not None:
       obs = jax.device_put(obs, self._sharding)
     action, self._carry, loop.policy_key, entries = loop.policy(
@@ -137,7 +137,7 @@ class _Loop:
     if run_config.eval_only or run_config.eval_every or offline:
       self.eval_env = self.make_env(config.env, run_config.eval_envs, run_config.seed + 10_000)
     spaces_from = self.train_env or self.eval_env
-    self.obs_space = _strip_log(spaces_from.obs_space)
+    self.obs_space = strip_log(spaces_from.obs_space)
     self.act_space = spaces_from.act_space
     if fit is not None:
       try:
@@ -179,7 +179,7 @@ class _Loop:
     self.logger = logging_lib.Logger(self.logdir, run_config.steps, stream=stream)
     self.step = 0
     self.ratio = None
-    self.stop_signal = None
+    self.signals = StopSignals()
     self.pending_metrics = []
     self.window = run_config.batch_length + agent.replay_context   # steps sampled per window
     self.replay_lock = threading.Lock()   # replay writes vs the prefetch thread's sampling
@@ -306,24 +306,6 @@ class _Loop:
     driver.run(policy, episodes=episodes)
     return scores
 
-  # --- signals ----------------------------------------------------------------
-
-  def install_signals(self):
-    self._previous = {}
-
-    def handler(signum, frame):
-      del frame
-      self.stop_signal = signum
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      try:
-        self._previous[signum] = signal.signal(signum, handler)
-      except ValueError:  # not the main thread
-        pass
-
-  def restore_signals(self):
-    for signum, previous in getattr(self, '_previous', {}).items():
-      signal.signal(signum, previous)
-
   def stop_prefetch(self):
     if self.prefetcher is not None:
       self.prefetcher.close()
@@ -331,7 +313,7 @@ class _Loop:
 
   def close(self):
     self.stop_prefetch()
-    self.restore_signals()
+    self.signals.restore()
     self.logger.close()
     self.checkpointer.close()
     self.close_envs()
@@ -349,6 +331,30 @@ def guard_update(guard, nonfinite, step):
   longest = jnp.maximum(longest, current)
   last_finite = jnp.where(bad, last_finite, jnp.int32(step))
   return current, longest, last_finite
+
+
+class StopSignals:
+  """Catches SIGINT/SIGTERM while installed: `received` holds the signal, so a loop can
+  finish its step, save and stop (both training loops)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def install(self):
+    def handler(signum, frame):
+      del frame
+      self.received = signum
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[signum] = signal.signal(signum, handler)
+      except ValueError:  # not the main thread
+        pass
+
+  def restore(self):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 class Timer:
@@ -456,7 +462,7 @@ def _train(loop):
   save_timer = Timer(run_config.save_every)
   guard_timer = Timer(_GUARD_EVERY)
   next_eval = loop.step + run_config.eval_every if run_config.eval_every else None
-  loop.install_signals()
+  loop.signals.install()
 
   if not offline:
     driver = Driver(loop.train_env)
@@ -470,7 +476,7 @@ def _train(loop):
     train_policy = _Policy(loop, 'train', num_envs)
 
     def on_step(transition, worker):
-      step = _strip_log(transition)
+      step = strip_log(transition)
       if loop.empty_entries:  # the policy's latent (V3 replay context); zeros for random actions
         acted = loop.last_entries
         step.update({key: acted[key][worker] if acted else empty
@@ -503,7 +509,7 @@ def _train(loop):
       if trainable:
         due = loop.ratio.due(loop.step)
         for done in range(due):
-          if loop.stop_signal is not None:
+          if loop.signals.received is not None:
             # Stop between updates, not after a long burst (e.g. pretrain): the rest stay owed.
             loop.ratio.updates -= due - done
             break
@@ -518,9 +524,9 @@ def _train(loop):
     if log_timer():
       loop.check_guard()
       loop.flush_metrics(replay)
-    if loop.stop_signal is not None:
+    if loop.signals.received is not None:
       loop.save(replay)
-      name = signal.Signals(loop.stop_signal).name
+      name = signal.Signals(loop.signals.received).name
       print(f'{name}: saved checkpoint {loop.checkpointer.directory}/{loop.step}; run the '
             f'same command to resume.', file=loop.stream)
       summary['interrupted'] = True

@@ -127,13 +127,18 @@ def _craftax_task(name):
   return tasks[name]
 
 
-def make_jax(config: EnvConfig):
-  """The `JaxEnv` of a JAX-native env (`JAX_SUITES`); ValueError naming them otherwise."""
-  suite = suite_of(config.name)
-  if suite not in JAX_SUITES:
+def check_jax(config: EnvConfig) -> None:
+  """ValueError naming the JAX-native envs when `config.name` is not one (`make_jax`)."""
+  if suite_of(config.name) not in JAX_SUITES:
     raise ValueError(f"env '{config.name}' is not a JAX function; the JAX-native envs are "
                      "craftax_classic, craftax and gymnax_<id> (e.g. gymnax_CartPole-v1, "
                      "gymnax_Breakout-MinAtar).")
+
+
+def make_jax(config: EnvConfig):
+  """The `JaxEnv` of a JAX-native env (`JAX_SUITES`); ValueError naming them otherwise."""
+  check_jax(config)
+  suite = suite_of(config.name)
   if config.action_repeat != 1:
     raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat}: {suite} supports '
                      'only 1.')
@@ -197,6 +202,6 @@ def check_name(config: EnvConfig) -> None:
                        'gymnasium.register or pick one of gymnasium.registry.keys().')
 
 
-__all__ = ['JAX_SUITES', 'SUITES', 'BatchEnv', 'Env', 'EnvConfig', 'Space', 'check_action', 'check_actions',
-           'env_seed', 'make', 'make_batch', 'make_env', 'make_jax', 'suite_config', 'suite_defaults',
-           'suite_of']
+__all__ = ['JAX_SUITES', 'SUITES', 'BatchEnv', 'Env', 'EnvConfig', 'Space', 'check_action',
+           'check_actions', 'check_jax', 'env_seed', 'make', 'make_batch', 'make_env', 'make_jax',
+           'suite_config', 'suite_defaults', 'suite_of']
