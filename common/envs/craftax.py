@@ -20,7 +20,7 @@ import numpy as np
 
 from common.envs.base import image_space, step_spaces
 from common.envs.config import EnvConfig
-from common.envs.jax_env import JaxBatch, JaxEnv, JaxSingle
+from common.envs.jax_env import JaxEnv
 from common.envs.spaces import Space
 
 TASKS = ('classic', 'full')
@@ -86,13 +86,3 @@ class CraftaxEnv(JaxEnv):
     obs.update(reward=reward.astype(jnp.float32), is_last=done, is_terminal=done & ~cut)
     return obs, state
 
-
-def CraftaxBatch(task: str, config: EnvConfig, num: int = 1, seed: int = 0,
-                 compiler_options: dict = None) -> JaxBatch:
-  """N Craftax envs with the BatchEnv API."""
-  return JaxBatch(CraftaxEnv(task, config), num, seed, compiler_options)
-
-
-def Craftax(task: str, config: EnvConfig, seed: int = 0) -> JaxSingle:
-  """One Craftax env (the `Env` API)."""
-  return JaxSingle(CraftaxEnv(task, config), seed)

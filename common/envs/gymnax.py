@@ -19,7 +19,7 @@ import numpy as np
 
 from common.envs.base import step_spaces
 from common.envs.config import EnvConfig
-from common.envs.jax_env import JaxBatch, JaxEnv, JaxSingle
+from common.envs.jax_env import JaxEnv
 from common.envs.spaces import Space
 
 INSTALL = 'pip install --no-deps gymnax==1.0.1'
@@ -84,10 +84,3 @@ class GymnaxEnv(JaxEnv):
            'is_last': terminated | cut, 'is_terminal': terminated}
     return obs, state
 
-
-def GymnaxBatch(task: str, config: EnvConfig, num: int = 1, seed: int = 0) -> JaxBatch:
-  return JaxBatch(GymnaxEnv(task, config), num, seed)
-
-
-def Gymnax(task: str, config: EnvConfig, seed: int = 0) -> JaxSingle:
-  return JaxSingle(GymnaxEnv(task, config), seed)

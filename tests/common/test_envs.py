@@ -105,11 +105,12 @@ def test_crafter_achievements_and_noreward():
 
 
 def test_craftax_classic_pixels_batch():
-  from common.envs.craftax import CraftaxBatch
+  from common.envs.craftax import CraftaxEnv
+  from common.envs.jax_env import JaxBatch
   # Unoptimised XLA: compiles ~3x faster; the compiled step is cached across runs.
-  batch = CraftaxBatch('classic', envs.suite_config('craftax_classic', time_limit=2), 2, seed=0,
-                       compiler_options={'xla_backend_optimization_level': 0,
-                                         'xla_llvm_disable_expensive_passes': True})
+  env = CraftaxEnv('classic', envs.suite_config('craftax_classic', time_limit=2))
+  batch = JaxBatch(env, 2, seed=0, compiler_options={'xla_backend_optimization_level': 0,
+                                                     'xla_llvm_disable_expensive_passes': True})
   rng = np.random.default_rng(0)
   history = []
   for _ in range(4):
