@@ -23,8 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def measure(args, loop, seeds):
   logdir = tempfile.mkdtemp(prefix=f'bench_device_loop_{loop}{seeds}_')
+  steps = args.python_steps if loop == 'python' and args.python_steps else args.steps
   command = [sys.executable, '-m', 'dreamer.main', '--config', 'dreamerv3', '--env', args.env,
-             '--size', args.size, '--logdir', logdir, '--steps', str(args.steps),
+             '--size', args.size, '--logdir', logdir, '--steps', str(steps),
              '--loop', loop, '--set', f'run.envs={args.envs}',
              '--set', f'run.train_ratio={args.train_ratio}',
              '--set', f'run.batch_size={args.batch}', '--set', f'run.batch_length={args.length}',
@@ -61,6 +62,8 @@ def main(argv=None):
   parser.add_argument('--env', default='gymnax_CartPole-v1')
   parser.add_argument('--size', default='size1m')
   parser.add_argument('--steps', type=int, default=6000, help='agent steps per seed')
+  parser.add_argument('--python_steps', type=int, default=0,
+                      help='agent steps of the Python loop, when fewer suffice for its rate')
   parser.add_argument('--envs', type=int, default=16)
   parser.add_argument('--train_ratio', type=float, default=32.0)
   parser.add_argument('--batch', type=int, default=16)

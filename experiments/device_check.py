@@ -2,20 +2,23 @@
 
   python -m experiments.device_check --budget 300 --out /tmp/check [--tiny]
 
-Runs, one child process each and in this order, as many as the budget allows:
-  1. the train-step harness (`experiments.bench_dreamer`) at size1m, size12m and size200m in
-     float32 and bfloat16: updates/s, compile time, peak memory, FLOP/s against the chip's peak;
-  2. PlaNet's planning latency per env step at the paper's planner (`experiments.bench_planet`);
-  3. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
-  4. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
+Runs, one child process each and in this order, as many as the budget allows, each under
+a cap of its own on an accelerator (so a slow compile cannot take the others' time):
+  1. the train-step harness (`experiments.bench_dreamer`) at size12m in bfloat16: updates/s,
+     compile time, peak memory, FLOP/s against the chip's peak;
+  2. `--loop device` against `--loop python` on gymnax CartPole at size1m, the device loop
+     with 1, 16 and 4 seeds (`experiments.bench_device_loop`; issue 20's targets);
+  3. the harness at size200m (the paper's size) in bfloat16;
+  4. PlaNet's planning latency per env step at the paper's planner (`experiments.bench_planet`);
+  5. a DreamerV3 `--loop device` run on Craftax-Classic: its Crafter score (geometric mean of
+     achievement success rates) against env steps, beside DreamerV3's published Crafter score
+     at 1M steps (14.5 +- 1.6%; Crafter is the original that Craftax-Classic reimplements),
+     and its env steps/s with the wall time that projects to 1M steps;
+  6. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
+  7. the harness at size1m in bfloat16, then at size1m, size12m and size200m in float32;
+  8. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
      schedule (10k agent steps), its last evaluation score beside the published DreamerV3
-     curve at that step;
-  5. `--loop device` against `--loop python` on gymnax CartPole with 1, 4 and 16 seeds
-     (`experiments.bench_device_loop`);
-  6. a DreamerV3 `--loop device` run on Craftax-Classic for what is left of the budget: its
-     Crafter score (geometric mean of achievement success rates) against env steps, beside
-     DreamerV3's published Crafter score at 1M steps (14.5 +- 1.6%; Crafter is the original
-     that Craftax-Classic reimplements).
+     curve at that step.
 `--only WORD ...` keeps the measurements whose names hold one of the words.
 Each child gets what is left of the budget (less a reserve for writing), is killed when it
 runs over, and is recorded as done, failed or out of time; `DIR/device_check.json` and
@@ -46,51 +49,62 @@ DEFAULT_REFERENCES = (os.path.join(ROOT, '.whl', 'reference_scores'),
 
 
 def plan(tiny: bool, logdir: str) -> list:
-  """(name, argv) of each measurement, most wanted first."""
+  """(name, argv, cap in seconds or None) of each measurement, most wanted first.
+
+  A lent GPU gives about 9 minutes of command time once: issue 20's targets (the device loop
+  against the Python loop, seeds) and the paper's size in bfloat16 come first, each with a cap
+  so a slow compile cannot take the others' time; the float32 harness and the DMC learning run
+  last (a second call can run them with `--only`)."""
   python = [sys.executable, '-m']
-  steps = []
   if tiny:
-    harness = [('size1m', 'float32')]
     size_args = ['--set', 'agent.rssm.deter=64', '--set', 'agent.rssm.hidden=32',
                  '--set', 'agent.encoder.depth=4', '--set', 'agent.decoder.depth=4',
                  '--batch', '2', '--length', '8', '--image', '16', '--updates', '1']
   else:
-    # bfloat16 (what accelerators train in) first, the paper's sizes before size1m.
-    harness = [(size, precision) for precision in ('bfloat16', 'float32')
-               for size in ('size200m', 'size12m', 'size1m')]
     size_args = ['--updates', '10']
-  for size, precision in harness:
-    steps.append((f'harness {size} {precision}', python + [
-        'experiments.bench_dreamer', '--sizes', size, '--precision', precision] + size_args))
-  steps.append(('planet planning latency', python + ['experiments.bench_planet'] + (
-      ['--candidates', '10', '--repeats', '1'] if tiny else ['--repeats', '20'])))
-  loop = ['--size', 'debug', '--updates', '2', '--batch', '2', '--length', '8',
-          '--bare_updates', '1'] if tiny else ['--size', 'size12m', '--updates', '100']
-  steps.append(('full loop vs bare step', python + ['experiments.bench_loop'] + loop))
-  # 10k agent steps = 20k env frames at action repeat 2; the curves start at 10k frames.
-  learning_steps = 400 if tiny else 10_000
-  steps.append(('dreamerv3 learning ' + LEARNING_TASK, python + [
-      'dreamer.main', '--config', 'dreamerv3', '--env', LEARNING_TASK, '--suite', 'dmc_proprio',
-      '--size', 'debug' if tiny else 'size1m', '--steps', str(learning_steps),
-      '--logdir', os.path.join(logdir, 'learning'),
-      '--set', f'run.eval_every={200 if tiny else 5_000}',
-      '--set', f'run.eval_episodes={1 if tiny else 5}']))
+
+  def harness(size, precision, cap):
+    return (f'harness {size} {precision}', python + [
+        'experiments.bench_dreamer', '--sizes', size, '--precision', precision] + size_args, cap)
+
   compare = (['--size', 'debug', '--steps', '200', '--seeds', '1', '2', '--envs', '4',
               '--batch', '4', '--length', '16', '--prefill', '64', '--chunk', '25',
               '--log_every', '1'] if tiny else
-             ['--size', 'size12m', '--steps', '20000', '--seeds', '1', '4', '16'])
-  steps.append(('device loop vs python loop', python + [
-      'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1'] + compare))
+             ['--size', 'size1m', '--steps', '30000', '--python_steps', '8000',
+              '--seeds', '1', '16', '4', '--log_every', '3'])
   craftax = (['--size', 'debug', '--steps', '200', '--set', 'run.envs=4',
               '--set', 'run.batch_size=4', '--set', 'run.batch_length=16',
               '--set', 'run.prefill=64', '--set', 'env.time_limit=30',
               '--set', 'run.chunk=25'] if tiny else
              ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
-              '--set', 'run.save_every=60'])
-  steps.append(('craftax device loop score', python + [
-      'dreamer.main', '--config', 'dreamerv3', '--env', 'craftax_classic', '--loop', 'device',
-      '--logdir', os.path.join(logdir, 'craftax'), '--set', 'run.log_every=30'] + craftax))
-  return steps
+              '--set', 'run.chunk=16', '--set', 'run.save_every=60'])
+  loop = ['--size', 'debug', '--updates', '2', '--batch', '2', '--length', '8',
+          '--bare_updates', '1'] if tiny else ['--size', 'size12m', '--updates', '100']
+  # 10k agent steps = 20k env frames at action repeat 2; the curves start at 10k frames.
+  learning_steps = 400 if tiny else 10_000
+  return [
+      harness('size12m', 'bfloat16', 100),
+      ('device loop vs python loop', python + [
+          'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1'] + compare, 210),
+      harness('size200m', 'bfloat16', 120),
+      ('planet planning latency', python + ['experiments.bench_planet'] + (
+          ['--candidates', '10', '--repeats', '1'] if tiny else ['--repeats', '20']), 45),
+      ('craftax device loop score', python + [
+          'dreamer.main', '--config', 'dreamerv3', '--env', 'craftax_classic', '--loop',
+          'device', '--logdir', os.path.join(logdir, 'craftax'),
+          '--set', 'run.log_every=30'] + craftax, 150),
+      ('full loop vs bare step', python + ['experiments.bench_loop'] + loop, 90),
+      harness('size1m', 'bfloat16', 60),
+      harness('size1m', 'float32', 60),
+      harness('size12m', 'float32', 90),
+      harness('size200m', 'float32', 150),
+      ('dreamerv3 learning ' + LEARNING_TASK, python + [
+          'dreamer.main', '--config', 'dreamerv3', '--env', LEARNING_TASK, '--suite',
+          'dmc_proprio', '--size', 'debug' if tiny else 'size1m', '--steps', str(learning_steps),
+          '--logdir', os.path.join(logdir, 'learning'),
+          '--set', f'run.eval_every={200 if tiny else 5_000}',
+          '--set', f'run.eval_episodes={1 if tiny else 5}'], None),
+  ]
 
 
 def crafter_curve(run_dir: str, points: int = 10) -> dict:
@@ -109,7 +123,16 @@ def crafter_curve(run_dir: str, points: int = 10) -> dict:
     seen = episodes[:end]
     rates = [100.0 * np.mean([e[name] > 0 for e in seen]) for name in names]
     curve.append([seen[-1]['step'], round(suites.crafter_score(rates), 2)])
-  return {'crafter_score_curve': curve, 'episodes': len(episodes), **CRAFTER_REFERENCE}
+  result = {'crafter_score_curve': curve, 'episodes': len(episodes), **CRAFTER_REFERENCE}
+  metrics = os.path.join(run_dir, 'metrics.jsonl')
+  if os.path.exists(metrics):
+    rates = [line['run/steps_per_second'] for line in map(json.loads, open(metrics))
+             if line.get('run/updates', 0) > 0 and 'run/steps_per_second' in line]
+    if rates[1:]:   # the first training line holds the compile
+      rate = float(np.median(rates[1:]))
+      result.update(env_steps_per_s=round(rate, 1),
+                    projected_hours_to_1m=round(CRAFTER_REFERENCE['reference_steps'] / rate / 3600, 2))
+  return result
 
 
 def _json_lines(text: str) -> list:
@@ -198,6 +221,9 @@ def main(argv=None):
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--budget', type=float, required=True, help='seconds for everything')
   parser.add_argument('--out', required=True, help='directory for the results')
+  parser.add_argument('--runs', default='',
+                      help='directory for the learning runs (default: --out); the device tool '
+                           'returns only a few files from its $OUT')
   parser.add_argument('--tiny', action='store_true', help='debug sizes: the CPU dry run')
   parser.add_argument('--only', nargs='+', default=[], metavar='WORD',
                       help='run only the measurements whose names contain one of these')
@@ -209,17 +235,20 @@ def main(argv=None):
   start = time.time()
   deadline = start + args.budget - RESERVE_S
   os.makedirs(args.out, exist_ok=True)
+  runs = args.runs or args.out
   references = tuple(args.reference) or DEFAULT_REFERENCES
   report = {'device': _device(), 'commit': _commit(), 'date': time.strftime('%Y-%m-%d'),
             'budget_s': args.budget, 'tiny': args.tiny, 'steps': []}
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  steps = [(name, command) for name, command in plan(args.tiny, args.out)
+  steps = [(name, command, cap) for name, command, cap in plan(args.tiny, runs)
            if not args.only or any(word in name for word in args.only)]
   if not steps:
     parser.error(f'--only {" ".join(args.only)}: matches none of '
-                 f'{", ".join(name for name, _ in plan(args.tiny, args.out))}.')
-  for name, command in steps:
+                 f'{", ".join(name for name, _, _ in plan(args.tiny, runs))}.')
+  for name, command, cap in steps:
     left = deadline - time.time()
+    if cap and not args.tiny:
+      left = min(left, cap)
     step = {'name': name, 'command': ' '.join(command[1:]), 'results': []}
     if left < 1:
       step.update(status='skipped: no budget left', seconds=0)
@@ -239,14 +268,17 @@ def main(argv=None):
         step['status'] = 'out of time'
         step['results'] = _json_lines(out or '')
       step['seconds'] = round(time.time() - began, 1)
-      if name.startswith('dreamerv3 learning'):
-        learned = _learning_result(args.out, references)
-        if learned:
-          step['results'].append(learned)
-      if name.startswith('craftax'):
-        learned = crafter_curve(os.path.join(args.out, 'craftax'))
-        if learned:
-          step['results'].append(learned)
+      try:   # a half-written run directory must not cost the steps after it
+        if name.startswith('dreamerv3 learning'):
+          learned = _learning_result(runs, references)
+        elif name.startswith('craftax'):
+          learned = crafter_curve(os.path.join(runs, 'craftax'))
+        else:
+          learned = {}
+      except (OSError, ValueError, KeyError) as error:
+        learned = {'summary_error': repr(error)}
+      if learned:
+        step['results'].append(learned)
     report['steps'].append(step)
     report['used_s'] = round(time.time() - start, 1)
     _write(args.out, report)
