@@ -340,7 +340,8 @@ def run(make_agent, config, stream=None, fit=None):
     print(f'--loop device: error: the replay needs {memory.gib(loop.replay_bytes)} of device '
           f'memory ({run_config.seeds} seed(s) x replay.capacity={config.replay.capacity} '
           f'steps) but may take half of the device\'s {memory.gib(have)}; lower '
-          'replay.capacity.', file=sys.stderr)
+          f'replay.capacity (this run never holds more than run.steps={run_config.steps}).',
+          file=sys.stderr)
     raise SystemExit(2)
   logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
   seeds = run_config.seeds

@@ -72,7 +72,10 @@ def _xla_flops(config, obs_space, act_space, state, batch):
   twin_config = config_lib.replace(
       config, **{'agent.encoder.conv_grad': 'xla', 'agent.decoder.conv_grad': 'xla'})
   twin = agent_lib.make_agent(twin_config, obs_space, act_space)
-  cost = jax.jit(twin.train).lower(state, batch).cost_analysis()
+  # Counted on the CPU lowering of shapes alone: the count is the program's, and on the H200
+  # (jax 0.11.2) the GPU lowering's cost analysis held no FLOPs (BENCHMARKS.md).
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), (state, batch))
+  cost = jax.jit(twin.train).trace(*shapes).lower(lowering_platforms=('cpu',)).cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
   return float((cost or {}).get('flops', float('nan')))
