@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from common import agent as agent_lib
+from common import geometry
 from common import optim as optim_lib
 from common import returns as returns_lib
 from common import rssm as rssm_lib
@@ -292,19 +293,28 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       metrics['replay'] = wm_lib.context_entries(wm, post)
     return state, metrics
 
+  def latent_geometry(wm_params: dict, batch: dict, key: jax.Array) -> dict:
+    """common.geometry's diagnostics of the posterior latents of a replayed batch."""
+    post, _, feat, _, rest = wm_lib.observe(wm, wm_params, batch, key)
+    stoch = post.stoch.reshape(post.stoch.shape[:2] + (-1,))
+    return geometry.diagnostics({'deter': post.deter, 'stoch': stoch, 'feat': feat},
+                                rest['is_first'])
+
   def report(state: TrainState, batch: dict) -> dict:
-    """Open-loop prediction: `report_context` observed frames, then imagined ones (V3 report).
+    """Open-loop prediction: `report_context` observed frames, then imagined ones (V3 report),
+    and the latent geometry (`geometry/*`: common.geometry.diagnostics) of the whole batch.
 
     metrics['video/openloop'] is uint8 [T, S * H, 3 * W, C]: for each of S sequences a
     row of truth | model | error ((model - truth + 1) / 2).
     """
     _check_batch(batch)
     params = state.params['world_model']
+    obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
+    metrics = latent_geometry(params, batch, obs_key)
     num = min(cfg.report_sequences, batch['is_first'].shape[0])
     batch = jax.tree.map(lambda x: x[:num], batch)
     length = batch['is_first'].shape[1] - cfg.replay_context
     context = min(cfg.report_context, length - 1)
-    obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
     post, _, feat, _, _ = wm_lib.observe(
         wm, params, jax.tree.map(lambda x: x[:, :cfg.replay_context + context], batch), obs_key)
     batch = jax.tree.map(lambda x: x[:, cfg.replay_context:], batch)
@@ -315,7 +325,6 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
                                  None, img_key)
     img_feat = wm.rssm.apply(params['rssm'], states, method=rssm_lib.RSSM.feat)[:, 1:]
     model_feat = jnp.concatenate([feat, img_feat], 1)
-    metrics = {}
     reward, _ = wm_lib.reward_continue(wm, params, img_feat)
     metrics['openloop_reward_error'] = jnp.abs(
         reward - batch['reward'][:, context:].astype(jnp.float32)).mean()

@@ -176,6 +176,9 @@ class DreamerConfig:
   policy_scale: float = 1.0
   value_scale: float = 1.0
   repval_scale: float = 0.3
+  # Temporal straightening (Wang et al.; not in any Dreamer paper): scale of the mean
+  # 1 - cos of consecutive velocities of the posterior features, added to the model loss.
+  straighten_scale: float = 0.0
   # Imagination.
   imag_horizon: int = 15          # imagined steps from every replayed posterior state
   horizon: float = 333.0          # discount = 1 - 1 / horizon

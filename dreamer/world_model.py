@@ -31,6 +31,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from common import geometry
 from common import kl as kl_lib
 from common import rssm as rssm_lib
 from dreamer import networks
@@ -250,6 +251,10 @@ def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
     chex.assert_rank(value, 2)
     total = total + scale * value.mean()
   metrics.update(kl_metrics)
+  if cfg.straighten_scale:   # Wang et al.'s regulariser; gradients reach encoder and RSSM
+    straighten = geometry.straightening_loss(feat, batch['is_first'])
+    total = total + cfg.straighten_scale * straighten
+    metrics['straighten_loss'] = straighten
   metrics['model_loss'] = total
   metrics['reward_pred_mean'] = networks.head_mean(cfg.reward_head, reward_dist).mean()
   metrics['reward_mean'] = reward.mean()

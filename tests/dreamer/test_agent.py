@@ -161,3 +161,37 @@ def test_bad_spaces_have_clear_errors():
                          Space(np.int32, (), 0, 3))
   with pytest.raises(ValueError, match='act_space'):
     agent_lib.make_agent(debug_config(), spaces(False), Space(np.float32, (2, 2), -1, 1))
+
+
+def test_report_logs_latent_geometry_of_the_posterior(discrete):
+  agent, state, _, _ = discrete
+  metrics = jit(agent.report)(state, synthetic_batch(0))
+  for name in ('deter', 'stoch', 'feat'):
+    assert -1 <= metrics[f'geometry/cos_{name}'] <= 1
+    assert np.isfinite(metrics[f'geometry/dist_step_corr_{name}'])
+
+
+def test_straightening_regulariser_adds_to_the_model_loss_and_trains_the_encoder():
+  """agent.straighten_scale: model loss = the plain loss + scale x common.geometry's loss of
+  the posterior features; its gradient reaches the encoder and the RSSM."""
+  from common import geometry  # pylint: disable=g-import-not-at-top
+  from dreamer import world_model as wm_lib  # pylint: disable=g-import-not-at-top
+  batch, key = synthetic_batch(0), jax.random.PRNGKey(3)
+  results = {}
+  for scale in (0.0, 2.0):
+    config = debug_config()
+    config = dataclasses.replace(config, agent=dataclasses.replace(
+        config.agent, straighten_scale=scale))
+    wm = wm_lib.make(config.agent, spaces(), Space(np.int32, (), 0, 3))
+    params = wm_lib.init_params(wm, jax.random.PRNGKey(0))
+    loss_fn = lambda p: wm_lib.loss(wm, p, batch, key)
+    (loss, (_, feat, rest, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    results[scale] = loss, feat, rest, metrics, grads
+  loss0, feat, rest, _, grads0 = results[0.0]
+  loss2, _, _, metrics, grads2 = results[2.0]
+  expected = geometry.straightening_loss(feat, rest['is_first'])
+  np.testing.assert_allclose(metrics['straighten_loss'], expected, rtol=1e-5)
+  np.testing.assert_allclose(loss2, loss0 + 2.0 * expected, rtol=1e-5)
+  for module in ('encoder', 'rssm'):
+    delta = jax.tree.map(lambda a, b: jnp.abs(a - b).max(), grads0[module], grads2[module])
+    assert max(jax.tree.leaves(delta)) > 0, module
