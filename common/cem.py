@@ -70,7 +70,8 @@ def plan(rollout_fn: RolloutFn,
          min_action: float = -1.0,
          max_action: float = 1.0,
          init_mean: Optional[jax.Array] = None,
-         init_std: Optional[jax.Array] = None) -> jax.Array:
+         init_std: Optional[jax.Array] = None,
+         extra: Optional[jax.Array] = None) -> jax.Array:
   """CEM over action sequences for one start state (PlaNet, Algorithm 2).
 
   Defaults are PlaNet's: horizon 12, 1000 candidates, top 100, 10 iterations,
@@ -91,6 +92,8 @@ def plan(rollout_fn: RolloutFn,
     min_action, max_action: bounds the candidates are clipped to.
     init_mean, init_std: optional [H, A] initial belief (e.g. a shifted warm
       start); default zeros and ones.
+    extra: optional [E, H, A] sequences (e.g. a policy's rollouts) that take the place of
+      E of the C samples in every iteration (not in PlaNet: common/planning.py's warm start).
 
   Returns:
     The final mean action sequence [H, A]; execute its first entry.
@@ -102,13 +105,21 @@ def plan(rollout_fn: RolloutFn,
   std = (jnp.ones((horizon, action_dim), jnp.float32)
          if init_std is None else jnp.asarray(init_std, jnp.float32))
   chex.assert_shape([mean, std], (horizon, action_dim))
+  num_extra = 0 if extra is None else extra.shape[0]
+  if num_extra:
+    chex.assert_shape(extra, (num_extra, horizon, action_dim))
+    if num_extra >= candidates:
+      raise ValueError(f'cem: {num_extra} extra sequences leave no room among {candidates} '
+                       'candidates; pass fewer.')
 
   def iteration(belief, iteration_key):
     mean, std = belief
     noise_key, rollout_key = jax.random.split(iteration_key)
     noise = jax.random.normal(
-        noise_key, (candidates, horizon, action_dim), mean.dtype)
+        noise_key, (candidates - num_extra, horizon, action_dim), mean.dtype)
     actions = jnp.clip(mean + std * noise, min_action, max_action)
+    if num_extra:
+      actions = jnp.concatenate([jnp.clip(extra, min_action, max_action), actions], 0)
     rewards = rollout_fn(state, actions, rollout_key)
     chex.assert_shape(rewards, (candidates, horizon))
     returns = rewards.astype(jnp.float32).sum(axis=1)
