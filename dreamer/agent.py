@@ -26,6 +26,7 @@ from common import optim as optim_lib
 from common import returns as returns_lib
 from common import rssm as rssm_lib
 from dreamer import actor_critic as ac_lib
+from dreamer import planning as planning_lib
 from dreamer import world_model as wm_lib
 
 sg = jax.lax.stop_gradient
@@ -153,6 +154,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   ac = ac_lib.make(cfg, act_space, dtype)
   optimizer, module_optimizers = make_optimizer(cfg)
   feat_size = wm_lib.feat_dim(wm)
+  planning_lib.check(cfg, wm.discrete)
   horizon = int(cfg.imag_horizon)
   if horizon < 1:
     raise ValueError(f'agent.imag_horizon: must be >= 1, got {horizon}.')
@@ -176,7 +178,10 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
              {'mean': jnp.zeros(stoch, jnp.float32), 'std': jnp.ones(stoch, jnp.float32)})
     latent = rssm_lib.RSSMState(jnp.zeros((num_envs, c.deter), jnp.float32),
                                 jnp.zeros(stoch, jnp.float32), stats)
-    return {'latent': latent, 'action': jnp.zeros((num_envs, wm.action_dim), jnp.float32)}
+    carry = {'latent': latent, 'action': jnp.zeros((num_envs, wm.action_dim), jnp.float32)}
+    if cfg.policy != 'actor':   # the last plans, the next step's warm start
+      carry['plan'] = jnp.zeros((num_envs, cfg.planner.horizon, wm.action_dim), jnp.float32)
+    return carry
 
   def policy(state: TrainState, carry: dict, obs: dict, key: jax.Array, mode: str = 'train'):
     """obs [N, ...] -> (action int32 [N] or float32 [N, A], carry)."""
@@ -189,9 +194,15 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     embed = wm_lib.encode(wm, params['world_model'], obs)
     post, _ = wm.rssm.apply(params['world_model']['rssm'], carry['latent'], carry['action'],
                             embed, is_first, obs_key, method=rssm_lib.RSSM.obs_step)
-    feat = wm.rssm.apply(params['world_model']['rssm'], post, method=rssm_lib.RSSM.feat)
-    action = ac_lib.sample_action(ac, params['actor'], feat, act_key, mode)
-    carry = {'latent': post, 'action': action}
+    if cfg.policy == 'actor':
+      feat = wm.rssm.apply(params['world_model']['rssm'], post, method=rssm_lib.RSSM.feat)
+      action = ac_lib.sample_action(ac, params['actor'], feat, act_key, mode)
+      carry = {'latent': post, 'action': action}
+    else:   # the same plan in every mode: the planners are deterministic given their keys
+      plans = planning_lib.plan_actions(wm, ac, cfg, params, post, carry['plan'], is_first,
+                                        act_key)
+      action = plans[:, 0]
+      carry = {'latent': post, 'action': action, 'plan': plans}
     if wm.discrete:
       return jnp.argmax(action, -1).astype(jnp.int32), carry
     return action, carry

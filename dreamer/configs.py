@@ -33,6 +33,7 @@ from common import conv as conv_lib
 from common import kl as kl_lib
 from common import nets
 from common import optim as optim_lib
+from common import planning
 from common import replay as replay_lib
 from common import rssm as rssm_lib
 from common.config import RunConfig
@@ -204,6 +205,10 @@ class DreamerConfig:
       kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
   critic_opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
       kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
+  # Acting (issue 21): 'actor' (every Dreamer paper), or plan at every step with a planner
+  # of common/planning.py over the world model ('cem', 'mppi', 'gradient'; dreamer/planning.py).
+  policy: str = 'actor'
+  planner: planning.PlannerConfig = planning.PlannerConfig()
   # Report.
   report_context: int = 5         # open-loop video: observed frames before imagining
   report_sequences: int = 4       # sequences shown side by side in the video
@@ -640,6 +645,7 @@ def validate(config: Config) -> None:
   if config.run.batch_length < 2:
     raise ValueError(f'run.batch_length must be >= 2, got {config.run.batch_length}.')
   choices = {'agent.imag_targets': actor_critic.TARGETS,
+             'agent.policy': ('actor',) + planning.PLANNERS,
              'agent.encoder.downsample': nets.DOWNSAMPLES, 'agent.decoder.upsample': nets.UPSAMPLES,
              'agent.encoder.conv_grad': conv_lib.WEIGHT_GRADS,
              'agent.decoder.conv_grad': conv_lib.WEIGHT_GRADS,

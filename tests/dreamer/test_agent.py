@@ -195,3 +195,32 @@ def test_straightening_regulariser_adds_to_the_model_loss_and_trains_the_encoder
   for module in ('encoder', 'rssm'):
     delta = jax.tree.map(lambda a, b: jnp.abs(a - b).max(), grads0[module], grads2[module])
     assert max(jax.tree.leaves(delta)) > 0, module
+
+
+@pytest.mark.parametrize('kind', ['cem', 'mppi', 'gradient'])
+def test_planning_policies_act_in_bounds_and_keep_their_plan(kind):
+  """agent.policy=cem|mppi|gradient: actions [N, A] in [-1, 1] from a plan [N, H, A] that
+  the carry keeps for the next step's warm start."""
+  config = debug_config()
+  planner = dataclasses.replace(config.agent.planner, horizon=3, candidates=16, top_k=4,
+                                iterations=2, actor_candidates=2, grad_steps=2)
+  config = dataclasses.replace(config, agent=dataclasses.replace(
+      config.agent, policy=kind, planner=planner))
+  agent = agent_lib.make_agent(config, spaces(image=False), Space(np.float32, (2,), -1, 1))
+  state = jit(agent.init)(jax.random.PRNGKey(0))
+  carry = agent.init_policy_carry(N)
+  batch = synthetic_batch(0, discrete=False)
+  obs = {k: batch[k][0, :N] if k != 'is_first' else np.ones(N, bool)
+         for k in ('vector', 'reward', 'is_first', 'is_last', 'is_terminal')}
+  policy = jit(agent.policy, static_argnums=(4,))
+  action, carry = policy(state, carry, obs, jax.random.PRNGKey(1), 'eval')
+  assert action.shape == (N, 2) and np.all(np.abs(action) <= 1)
+  assert carry['plan'].shape == (N, 3, 2)
+  np.testing.assert_array_equal(action, carry['plan'][:, 0])
+
+
+def test_planning_policy_on_discrete_actions_is_a_one_line_error():
+  config = debug_config()
+  config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, policy='cem'))
+  with pytest.raises(ValueError, match='agent.policy=cem.*discrete'):
+    agent_lib.make_agent(config, spaces(), Space(np.int32, (), 0, 3))

@@ -1,0 +1,80 @@
+"""Planning inside a Dreamer world model: `agent.policy=cem|mppi|gradient` (issue 21).
+
+Not in any Dreamer paper: at every env step the agent plans over the RSSM's prior rollouts
+from the current posterior with a planner of `common/planning.py`, TD-MPC style (Hansen et
+al. 2024): the objective of an action sequence a_1..a_H is
+
+    sum_{h=1..H} w_h r(s_h) + w_{H+1} V(s_H),   w_h = prod_{j<h} gamma c(s_j)
+
+with r the reward head, c the continue head (gamma = 1 where its targets are already
+discounted, V3), and V the critic. The plan is warm-started from the previous one shifted by
+a step (the actor's imagined actions after a reset), and the actor's own imagined rollouts
+join the CEM and MPPI samples. Continuous actions only.
+"""
+import jax
+import jax.numpy as jnp
+
+from common import planning
+from common import rssm as rssm_lib
+from dreamer import actor_critic as ac_lib
+from dreamer import world_model as wm_lib
+
+
+def check(cfg, discrete: bool):
+  if cfg.policy == 'actor':
+    return
+  planning.check(cfg.planner)
+  if discrete:
+    raise ValueError(f'agent.policy={cfg.policy}: the planners search continuous actions and '
+                     'this env\'s actions are discrete; use agent.policy=actor.')
+
+
+def rollout_fn(wm, ac, cfg, params: dict):
+  """`rollout_fn(start RSSMState (one env), actions [C, H, A], key) -> [C, H]` contributions
+  whose sum is the objective above."""
+  gamma = 1.0 if cfg.continue_discount else ac_lib.discount(cfg)
+
+  def rollout(start, actions, key):
+    count = actions.shape[0]
+    start = jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), start)
+    states, _ = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'], start, actions, None,
+                                 key)
+    feat = wm.rssm.apply(params['world_model']['rssm'], states, method=rssm_lib.RSSM.feat)
+    reward, cont = wm_lib.reward_continue(wm, params['world_model'], feat[:, 1:])  # [C, H]
+    _, value = ac_lib.critic_value(ac, params['critic'], feat[:, -1])
+    disc = gamma * cont.astype(jnp.float32)
+    weight = jnp.cumprod(jnp.concatenate([jnp.ones_like(disc[:, :1]), disc], 1), 1)  # [C, H+1]
+    out = weight[:, :-1] * reward.astype(jnp.float32)
+    return out.at[:, -1].add(weight[:, -1] * value.astype(jnp.float32))
+
+  return rollout
+
+
+def actor_rollouts(wm, ac, params: dict, start, count: int, horizon: int, key) -> jax.Array:
+  """`count` imagined action sequences [count, H, A] of the actor from one start state."""
+  start = jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), start)
+
+  def policy_fn(latent, policy_key):
+    feat = wm.rssm.apply(params['world_model']['rssm'], latent, method=rssm_lib.RSSM.feat)
+    return ac_lib.actor_dist(ac, params['actor'], feat).sample(policy_key)
+
+  _, actions = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'], start, policy_fn,
+                                horizon, key)
+  return actions[:, :horizon]
+
+
+def plan_actions(wm, ac, cfg, params: dict, post, previous, is_first, key):
+  """Plans [N, H, A] for N envs from their posteriors; previous [N, H, A] the last plans."""
+  config = cfg.planner
+  rollout = rollout_fn(wm, ac, cfg, params)
+  extras = max(config.actor_candidates, 1)
+
+  def one(start, last, first, env_key):
+    actor_key, plan_key = jax.random.split(env_key)
+    actors = actor_rollouts(wm, ac, params, start, extras, config.horizon, actor_key)
+    init = jnp.where(first, actors[0], planning.shift(last))
+    extra = actors if config.actor_candidates else None
+    return planning.plan(cfg.policy, config, rollout, start, plan_key, init, extra)
+
+  keys = jax.random.split(key, is_first.shape[0])
+  return jax.vmap(one)(post, previous, is_first, keys)
