@@ -32,6 +32,7 @@ import optax
 from common import agent as agent_lib
 from common import cem
 from common import distributions as dists
+from common import geometry
 from common import kl as kl_lib
 from common import nets
 from common import optim as optim_lib
@@ -289,13 +290,22 @@ def _make(config, obs_space: dict, act_space):
   def report(state: TrainState, batch: dict):
     """Open-loop prediction video: `report_context` observed frames, then the prior.
 
-    video/openloop [T, 3 H, N W, C] uint8: truth, model, error (rows), N sequences.
+    video/openloop [T, 3 H, N W, C] uint8: truth, model, error (rows), N sequences; and
+    geometry/* (common.geometry.diagnostics) of the whole batch's posterior latents.
     """
     params = state.params
+    obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
+    whole, whole_action = split_window(batch)
+    whole_first = whole['is_first'].astype(bool)
+    whole_post, _ = rssm_lib.observe(
+        rssm, params['rssm'], encoder.apply(params['encoder'], preprocess(whole['image'], bits)),
+        whole_action, whole_first, None, obs_key)
+    geometry_metrics = geometry.diagnostics(
+        {'deter': whole_post.deter, 'stoch': whole_post.stoch,
+         'feat': feat(params, whole_post)}, whole_first)
     num = min(cfg.report_sequences, batch['image'].shape[0])
     batch, prev_action = split_window(jax.tree.map(lambda x: x[:num], batch))
     context = min(cfg.report_context, batch['image'].shape[1] - 1)
-    obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))
     image = preprocess(batch['image'], bits)
     is_first = batch['is_first'].astype(bool)
     embed = encoder.apply(params['encoder'], image)
@@ -316,7 +326,7 @@ def _make(config, obs_space: dict, act_space):
     return {
         'openloop_image_mse': jnp.square(model[:, context:] - truth[:, context:]).mean(),
         'openloop_reward_error': jnp.abs(predicted_reward - batch['reward'][:, context:]).mean(),
-        'video/openloop': video,
+        'video/openloop': video, **geometry_metrics,
     }
 
   # -- diagnostics -----------------------------------------------------------

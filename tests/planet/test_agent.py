@@ -163,6 +163,9 @@ def test_train_policy_report_on_synthetic_batches():
     assert action.shape == (2, 1) and np.all(np.abs(np.asarray(action)) <= 1)
   report = jax.jit(agent.report, compiler_options=FAST)(state, batch)
   assert report['video/openloop'].shape == (7, 3 * 64, 2 * 64, 3)   # after the prefix step
+  for name in ('deter', 'stoch', 'feat'):   # latent geometry of the whole batch
+    assert -1 <= report[f'geometry/cos_{name}'] <= 1
+    assert np.isfinite(report[f'geometry/dist_step_corr_{name}'])
   diagnose = agent_lib.make_diagnostics(config, {'image': Space(np.uint8, (64, 64, 3), 0, 255)},
                                         Space(np.float32, (1,), -1.0, 1.0))
   out = jax.jit(lambda s, b: diagnose(s, b, jax.random.PRNGKey(2), context=3, samples=5),
