@@ -1,14 +1,42 @@
-"""`python -m dreamer.main` end to end on CPU with the debug size: finite losses, checkpoint, resume."""
-import pytest
+"""`python -m dreamer.main` end to end on CPU with the debug size: finite losses, checkpoint,
+resume; then, on the DMC run, what issue 21 adds on top of a checkpoint."""
+import json
+import subprocess
+import sys
 
-from tests.dreamer.cli import check_train_and_resume
+import numpy as np
+
+from tests.dreamer.cli import ROOT, check_train_and_resume, run_main
+
+# DMC from proprioception (images are covered by tests/dreamer/test_agent.py).
+DMC = ('--suite', 'dmc_proprio', '--set', 'env.parallel=none', '--set', 'env.time_limit=50')
 
 
-@pytest.mark.parametrize('env, steps, extra, resume', [
-    ('gym_CartPole-v1', 300, (), True),
-    # DMC from proprioception (images are covered by tests/dreamer/test_agent.py).
-    ('dmc_cartpole_balance', 120, ('--suite', 'dmc_proprio', '--set', 'env.parallel=none',
-                                   '--set', 'env.time_limit=50'), False),
-])
-def test_train_checkpoint_and_resume(tmp_path, env, steps, extra, resume):
-  check_train_and_resume(tmp_path, 'dreamerv3', env, steps, extra, resume)
+def test_train_checkpoint_and_resume(tmp_path):
+  check_train_and_resume(tmp_path, 'dreamerv3', 'gym_CartPole-v1', 300, (), True)
+
+
+def test_dmc_with_straightening_then_geometry_and_planning_from_the_checkpoint(tmp_path):
+  """Trains with agent.straighten_scale > 0 (its loss logged), measures the checkpoint's latent
+  geometry with experiments.latent_geometry, and evaluates it with a planner instead of the
+  actor (`--eval_only --set agent.policy=mppi`)."""
+  extra = DMC + ('--set', 'agent.straighten_scale=0.5')
+  check_train_and_resume(tmp_path, 'dreamerv3', 'dmc_cartpole_balance', 120, extra, False)
+  lines = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert any(np.isfinite(line.get('train/straighten_loss', np.nan)) for line in lines)
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.latent_geometry', '--logdir', str(tmp_path),
+       '--windows', '4', '--length', '16'], cwd=ROOT, capture_output=True, text=True,
+      timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  geometry = json.loads(out.stdout.strip().splitlines()[-1])
+  for name in ('deter', 'stoch', 'feat'):
+    assert -1 <= geometry[f'geometry/cos_{name}'] <= 1
+  assert geometry['straighten_scale'] == 0.5
+  run_main(tmp_path, 'dreamerv3', 'dmc_cartpole_balance', 120, *extra, '--eval_only',
+           '--set', 'run.eval_episodes=1', '--set', 'agent.policy=mppi',
+           '--set', 'agent.planner.candidates=16', '--set', 'agent.planner.top_k=4',
+           '--set', 'agent.planner.iterations=2', '--set', 'agent.planner.horizon=3',
+           '--set', 'agent.planner.actor_candidates=2')
+  evaluated = [json.loads(line) for line in open(tmp_path / 'eval_scores.jsonl')]
+  assert len(evaluated) == 1 and np.isfinite(evaluated[0]['score'])
