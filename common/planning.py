@@ -139,6 +139,34 @@ def plan(kind: str, config: PlannerConfig, rollout_fn, state, key, init_mean,
   raise ValueError(f'planner: use one of {PLANNERS}, got {kind!r}.')
 
 
+METRICS = ('euclidean', 'cosine')
+
+
+def distance(x: jax.Array, goal: jax.Array, metric: str = 'euclidean') -> jax.Array:
+  """Distance [...] between latents x [..., D] and a goal [D] (DINO-WM's goal cost):
+  Euclidean, or 1 - cosine similarity."""
+  x, goal = x.astype(jnp.float32), goal.astype(jnp.float32)
+  if metric == 'euclidean':
+    return jnp.sqrt(jnp.sum(jnp.square(x - goal), -1) + 1e-12)
+  if metric == 'cosine':
+    norms = jnp.sqrt((jnp.sum(jnp.square(x), -1) + 1e-12) * (jnp.sum(jnp.square(goal)) + 1e-12))
+    return 1.0 - jnp.sum(x * goal, -1) / norms
+  raise ValueError(f'goal metric: use one of {METRICS}, got {metric!r}.')
+
+
+def goal_contributions(latents: jax.Array, goal: jax.Array, metric: str = 'euclidean',
+                       every_step: bool = True):
+  """[C, H] minus the distances of the predicted latents [C, H, D] to the goal [D].
+
+  every_step: the cost of every predicted step, so a receding-horizon plan gets there as
+  soon as it can; False keeps only the last (DINO-WM's open-loop cost), under which
+  replanning may postpone reaching a goal that stays within the horizon."""
+  cost = -distance(latents, goal, metric)
+  if every_step:
+    return cost
+  return jnp.zeros_like(cost).at[:, -1].set(cost[:, -1])
+
+
 def shift(plan_: jax.Array) -> jax.Array:
   """A plan [..., H, A] moved one step on, its last action repeated (the next warm start)."""
   return jnp.concatenate([plan_[..., 1:, :], plan_[..., -1:, :]], -2)

@@ -78,3 +78,51 @@ def plan_actions(wm, ac, cfg, params: dict, post, previous, is_first, key):
 
   keys = jax.random.split(key, is_first.shape[0])
   return jax.vmap(one)(post, previous, is_first, keys)
+
+
+# -- goal reaching (DINO-WM-style: plan to make the predicted latent match a goal's) --------
+
+LATENTS = ('feat', 'stoch', 'deter')
+
+
+def latent_vector(wm, wm_params: dict, state, space: str = 'feat') -> jax.Array:
+  """The latent [..., D] a goal is compared in: features, stochastic state or deter state."""
+  if space == 'feat':
+    return wm.rssm.apply(wm_params['rssm'], state, method=rssm_lib.RSSM.feat)
+  if space == 'stoch':   # V3's categorical latents [..., stoch, classes] flattened
+    stoch = state.stoch
+    return stoch.reshape(stoch.shape[:-2] + (-1,)) if wm.rssm.config.classes else stoch
+  if space == 'deter':
+    return state.deter
+  raise ValueError(f'goal space: use one of {LATENTS}, got {space!r}.')
+
+
+def observe_step(wm, wm_params: dict, latent, action, obs: dict, key):
+  """The posterior after observation `obs` [N, ...] (is_first resets to the initial state)."""
+  embed = wm_lib.encode(wm, wm_params, obs)
+  is_first = jnp.asarray(obs['is_first']).astype(bool)
+  post, _ = wm.rssm.apply(wm_params['rssm'], latent, action, embed, is_first, key,
+                          method=rssm_lib.RSSM.obs_step)
+  return post
+
+
+def goal_rollout_fn(wm, wm_params: dict, goal: jax.Array, space: str, metric: str):
+  """`rollout_fn(start, actions [C, H, A], key) -> [C, H]`: minus the distance of the
+  predicted latent after the last action to `goal` [D] (common.planning.goal_contributions)."""
+  def rollout(start, actions, key):
+    start = jax.tree.map(lambda x: jnp.broadcast_to(x, (actions.shape[0],) + x.shape), start)
+    states, _ = rssm_lib.imagine(wm.rssm, wm_params['rssm'], start, actions, None, key)
+    latents = latent_vector(wm, wm_params, jax.tree.map(lambda x: x[:, 1:], states), space)
+    return planning.goal_contributions(latents, goal, metric)
+  return rollout
+
+
+def plan_to_goal(wm, kind: str, config, wm_params: dict, post, goal: jax.Array,
+                 previous: jax.Array, key, space: str = 'feat', metric: str = 'euclidean'):
+  """Plans [N, H, A] toward goals [N, D] from posteriors post [N], warm-started from the
+  previous plans [N, H, A] shifted by a step."""
+  def one(start, target, last, env_key):
+    rollout = goal_rollout_fn(wm, wm_params, target, space, metric)
+    return planning.plan(kind, config, rollout, start, env_key, planning.shift(last))
+  keys = jax.random.split(key, goal.shape[0])
+  return jax.vmap(one)(post, goal, previous, keys)

@@ -17,54 +17,22 @@ import sys
 
 import jax
 
-from common import checkpoint as checkpoint_lib
-from common import config as config_lib
 from common.replay import Replay
-
-
-def _algorithm(logdir: str):
-  """(agent module, config) of the run, from its config.yaml's algorithm."""
-  path = os.path.join(logdir, 'config.yaml')
-  if not os.path.exists(path):
-    raise SystemExit(f'experiments.latent_geometry: error: no config.yaml in {logdir}; pass a '
-                     'run directory of dreamer.main or planet.main.')
-  with open(path) as file:
-    algo = next((line.split(':', 1)[1].strip() for line in file if line.startswith('algo:')), '')
-  if algo == 'planet':
-    from planet import agent, configs  # pylint: disable=g-import-not-at-top
-  else:
-    from dreamer import agent, configs  # pylint: disable=g-import-not-at-top
-  return agent, config_lib.load(path, configs.Config)
+from experiments import run_checkpoint
 
 
 def measure(logdir: str, windows: int = 64, length: int = 64, seed: int = 0) -> dict:
-  agent_module, config = _algorithm(logdir)
-  from common import envs  # pylint: disable=g-import-not-at-top
-  env = envs.make_env(config.env)
-  obs_space, act_space = env.obs_space, env.act_space
-  env.close()
-  agent = agent_module.make_agent(config, obs_space, act_space)
-  directory, step = checkpoint_lib.resolve(os.path.join(logdir, 'checkpoints'))
-  checkpointer = checkpoint_lib.Checkpointer(directory)
-  target = {'agent': agent.init(jax.random.PRNGKey(0)), 'policy_key': jax.random.PRNGKey(0)}
-  try:
-    restored, meta = checkpointer.restore(target, step)
-  except FileNotFoundError:
-    print(f'experiments.latent_geometry: error: no checkpoint in {directory} yet; train longer '
-          'or pass another --logdir.', file=sys.stderr)
-    raise SystemExit(2) from None
-  finally:
-    checkpointer.close()
-  window = length + agent.replay_context
-  replay = Replay(config.replay, None, seed, length=window)
+  run = run_checkpoint.load(logdir, 'experiments.latent_geometry')
+  window = length + run.agent.replay_context
+  replay = Replay(run.config.replay, None, seed, length=window)
   replay.load(os.path.join(logdir, 'replay'))
   batch = replay.sample(windows, window)
-  report = jax.jit(agent.report)(restored['agent'], batch)
+  report = jax.jit(run.agent.report)(run.state, batch)
   out = {key: round(float(value), 4) for key, value in report.items()
          if key.startswith('geometry/')}
-  out.update(logdir=logdir, agent_steps=int(meta.get('agent_steps', 0)),
-             updates=int(meta.get('updates', 0)), windows=windows, length=length,
-             straighten_scale=float(getattr(config.agent, 'straighten_scale', 0.0)))
+  out.update(logdir=logdir, agent_steps=int(run.meta.get('agent_steps', 0)),
+             updates=int(run.meta.get('updates', 0)), windows=windows, length=length,
+             straighten_scale=float(getattr(run.config.agent, 'straighten_scale', 0.0)))
   return out
 
 

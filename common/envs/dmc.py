@@ -19,6 +19,7 @@ changes ~28% of pixels of walker/quadruped (the ground shadow is a height cue)
 for ~2.5x; see the figures in the envs report / BENCHMARKS.md.
 """
 import os
+import types
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 if os.environ['MUJOCO_GL'] == 'egl':
@@ -106,6 +107,24 @@ class DMC(Env):
     is_last = time_step.last()
     is_terminal = is_last and time_step.discount == 0
     return transition(self._obs(time_step), reward, is_last=is_last, is_terminal=is_terminal)
+
+  # -- simulator state (goal-reaching evaluation, experiments/goal_reaching.py) -----------
+
+  def physics_state(self) -> np.ndarray:
+    return self._env.physics.get_state().copy()
+
+  def joint_positions(self) -> np.ndarray:
+    return self._env.physics.data.qpos.copy()
+
+  def restore(self, state: np.ndarray) -> dict:
+    """Puts the simulator in `state` (a `physics_state()` of this episode: the task's own
+    randomisation, e.g. reacher's target, is not part of it) and returns its observation as
+    an episode's first step."""
+    with self._env.physics.reset_context():
+      self._env.physics.set_state(state)
+    self._done, self._steps = False, 0
+    observation = self._env.task.get_observation(self._env.physics)
+    return transition(self._obs(types.SimpleNamespace(observation=observation)), is_first=True)
 
   def close(self):
     self._env.close()

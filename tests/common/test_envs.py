@@ -317,3 +317,25 @@ def test_gym_module_id_imports_the_users_module(tmp_path, monkeypatch):
   env.close()
   with pytest.raises(ValueError, match="cannot import module 'no_such_module'"):
     envs.make('gym_no_such_module:X-v0')
+
+
+def test_dmc_restore_puts_the_simulator_back_in_a_recorded_state():
+  """DMC.restore (goal reaching): the same episode (seed), set back to step 3's physics
+  state, observes what step 3 observed and steps on as the episode did."""
+  from common.envs.dmc import DMC  # pylint: disable=g-import-not-at-top
+  config = EnvConfig(name='dmc_reacher_easy', pixels=False, proprio=True, action_repeat=2)
+  env, action = DMC('reacher_easy', config, seed=3), np.array([0.5, -0.3], np.float32)
+  obs, states, seen = env.step(None), [], []
+  for _ in range(5):
+    states.append(env.physics_state())
+    seen.append(obs)
+    obs = env.step(action)
+  again = DMC('reacher_easy', config, seed=3)
+  again.step(None)
+  restored = again.restore(states[3])
+  assert restored['is_first']
+  for key in ('position', 'to_target', 'velocity'):
+    np.testing.assert_allclose(restored[key], seen[3][key], rtol=1e-6)
+  np.testing.assert_allclose(again.step(action)['position'], seen[4]['position'], rtol=1e-6)
+  env.close()
+  again.close()

@@ -18,8 +18,8 @@ def test_train_checkpoint_and_resume(tmp_path):
 
 def test_dmc_with_straightening_then_geometry_and_planning_from_the_checkpoint(tmp_path):
   """Trains with agent.straighten_scale > 0 (its loss logged), measures the checkpoint's latent
-  geometry with experiments.latent_geometry, and evaluates it with a planner instead of the
-  actor (`--eval_only --set agent.policy=mppi`)."""
+  geometry with experiments.latent_geometry, evaluates it with a planner instead of the
+  actor (`--eval_only --set agent.policy=mppi`), and runs experiments.goal_reaching on it."""
   extra = DMC + ('--set', 'agent.straighten_scale=0.5')
   check_train_and_resume(tmp_path, 'dreamerv3', 'dmc_cartpole_balance', 120, extra, False)
   lines = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
@@ -40,3 +40,15 @@ def test_dmc_with_straightening_then_geometry_and_planning_from_the_checkpoint(t
            '--set', 'agent.planner.actor_candidates=2')
   evaluated = [json.loads(line) for line in open(tmp_path / 'eval_scores.jsonl')]
   assert len(evaluated) == 1 and np.isfinite(evaluated[0]['score'])
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.goal_reaching', '--logdir', str(tmp_path),
+       '--planners', 'cem', 'gradient', '--episodes', '1', '--goals', '1', '--ahead', '3',
+       '--length', '10', '--set', 'candidates=16', '--set', 'top_k=4', '--set', 'iterations=2',
+       '--set', 'horizon=3', '--set', 'grad_steps=2', '--set', 'actor_candidates=2'],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  goals = [json.loads(line) for line in out.stdout.strip().splitlines()]
+  assert [g['planner'] for g in goals[:2]] == ['cem', 'gradient']
+  for result in goals[:2]:
+    assert result['attempts'] == 1 and 0 <= result['success_rate'] <= 1
+    assert result['planning_s_per_plan'] > 0
