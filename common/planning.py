@@ -9,8 +9,9 @@ the planners know nothing about any model. Actions are continuous in [min_action
 - `cem`: PlaNet's CEM (`common.cem.plan`), warm-started from `init_mean` (e.g. the previous
   plan shifted by one step) and seeded each iteration with `extra` sequences (e.g. the
   actor's own rollouts, as TD-MPC2 mixes policy trajectories into its samples).
-- `mppi`: TD-MPC2's MPPI: the elites' returns weighted by exp(temperature (G - max G)), the
-  mean and std refit to the weighted elites, std kept in [min_std, max_std].
+- `mppi`: TD-MPC2's MPPI: the std starts at max_std, the elites' returns are weighted by
+  exp(temperature (G - max G)), the mean and std refit to the weighted elites, std kept in
+  [min_std, max_std].
 - `gradient`: Adam on the action sequence, through the differentiable rollout, from the
   initial mean (the returned plan is clipped to the bounds after every step).
 
@@ -122,14 +123,15 @@ def plan(kind: str, config: PlannerConfig, rollout_fn, state, key, init_mean,
   extra [E, H, A]: sequences scored beside the samples of every CEM/MPPI iteration.
   """
   bounds = dict(min_action=min_action, max_action=max_action)
-  init_std = jnp.ones_like(init_mean)
+  init_std = jnp.ones_like(init_mean)   # PlaNet's Normal(0, 1)
   if kind == 'cem':
     return cem.plan(rollout_fn, state, key, init_mean.shape[-1], horizon=config.horizon,
                     candidates=config.candidates, top_k=config.top_k,
                     iterations=config.iterations, init_mean=init_mean, init_std=init_std,
                     extra=extra, **bounds)
   if kind == 'mppi':
-    return mppi(rollout_fn, state, key, init_mean, init_std, extra,
+    return mppi(rollout_fn, state, key, init_mean, jnp.full_like(init_mean, config.max_std),
+                extra,
                 candidates=config.candidates, top_k=config.top_k,
                 iterations=config.iterations, temperature=config.temperature,
                 min_std=config.min_std, max_std=config.max_std, **bounds)
@@ -168,5 +170,6 @@ def goal_contributions(latents: jax.Array, goal: jax.Array, metric: str = 'eucli
 
 
 def shift(plan_: jax.Array) -> jax.Array:
-  """A plan [..., H, A] moved one step on, its last action repeated (the next warm start)."""
-  return jnp.concatenate([plan_[..., 1:, :], plan_[..., -1:, :]], -2)
+  """A plan [..., H, A] moved one step on, zeros after its end: the next step's warm start
+  (TD-MPC2 tdmpc2.py `mean[:-1] = self._prev_mean[1:]`)."""
+  return jnp.concatenate([plan_[..., 1:, :], jnp.zeros_like(plan_[..., -1:, :])], -2)

@@ -67,7 +67,7 @@ def test_mppi_refit_matches_a_numpy_loop():
 
 def test_shift_moves_the_plan_one_step_on():
   plan = jnp.arange(6.0).reshape(3, 2)
-  np.testing.assert_array_equal(planning.shift(plan), [[2, 3], [4, 5], [4, 5]])
+  np.testing.assert_array_equal(planning.shift(plan), [[2, 3], [4, 5], [0, 0]])
 
 
 def test_bad_sizes_are_one_line_errors():
