@@ -26,6 +26,7 @@ from common import optim as optim_lib
 from common import returns as returns_lib
 from common import rssm as rssm_lib
 from dreamer import actor_critic as ac_lib
+from dreamer import explore as explore_lib
 from dreamer import planning as planning_lib
 from dreamer import world_model as wm_lib
 
@@ -41,6 +42,8 @@ class TrainState:
   retnorm: returns_lib.PercentileNormalizerState
   key: jax.Array
   step: jax.Array            # applied (finite) updates, int32
+  # Plan2Explore (agent.explore.kind): {'slow_critic', 'retnorm'} of the exploration critic.
+  explore: Any = None
 
 
 def compute_dtype(precision: str) -> str:
@@ -155,19 +158,38 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   optimizer, module_optimizers = make_optimizer(cfg)
   feat_size = wm_lib.feat_dim(wm)
   planning_lib.check(cfg, wm.discrete)
+  xcfg = cfg.explore
+  explore_lib.check(xcfg)
+  exploring = xcfg.kind != 'none'
+  if exploring:
+    if not cfg.single_optimizer:
+      raise ValueError('agent.explore: Plan2Explore trains with one optimizer over all modules '
+                       '(agent.single_optimizer=True, the V3 default).')
+    member = explore_lib.make_member(
+        cfg.critic, explore_lib.target_dim(xcfg, wm.rssm.config, feat_size), dtype)
+    member_inputs = feat_size + (wm.action_dim if xcfg.action_cond else 0)
   horizon = int(cfg.imag_horizon)
   if horizon < 1:
     raise ValueError(f'agent.imag_horizon: must be >= 1, got {horizon}.')
 
   def init(key: jax.Array) -> TrainState:
-    wm_key, ac_key, state_key = jax.random.split(key, 3)
+    wm_key, ac_key, state_key, expl_key = jax.random.split(key, 4)
     params = {'world_model': wm_lib.init_params(wm, wm_key),
               **ac_lib.init_params(ac, ac_key, feat_size)}
+    explore = None
+    if exploring:
+      ac_key, ensemble_key = jax.random.split(expl_key)
+      expl = ac_lib.init_params(ac, ac_key, feat_size)   # same networks, own parameters
+      params.update(expl_actor=expl['actor'], expl_critic=expl['critic'],
+                    ensemble=explore_lib.init_ensemble(member, xcfg.models, ensemble_key,
+                                                       member_inputs))
+      explore = {'slow_critic': jax.tree.map(jnp.array, expl['critic']),
+                 'retnorm': returns_lib.percentile_normalizer_init()}
     return TrainState(
         params=params, opt_state=optimizer.init(params),
         slow_critic=jax.tree.map(jnp.array, params['critic']),
         retnorm=returns_lib.percentile_normalizer_init(), key=state_key,
-        step=jnp.zeros((), jnp.int32))
+        step=jnp.zeros((), jnp.int32), explore=explore)
 
   def init_policy_carry(num_envs: int) -> dict:
     # Zeros are fine: the first observation has is_first set, which resets the
@@ -196,7 +218,9 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
                             embed, is_first, obs_key, method=rssm_lib.RSSM.obs_step)
     if cfg.policy == 'actor':
       feat = wm.rssm.apply(params['world_model']['rssm'], post, method=rssm_lib.RSSM.feat)
-      action = ac_lib.sample_action(ac, params['actor'], feat, act_key, mode)
+      # Plan2Explore collects with its exploration actor; evaluation uses the task's.
+      actor = params['expl_actor'] if exploring and mode == 'train' else params['actor']
+      action = ac_lib.sample_action(ac, actor, feat, act_key, mode)
       carry = {'latent': post, 'action': action}
     else:   # the same plan in every mode: the planners are deterministic given their keys
       plans = planning_lib.plan_actions(wm, ac, cfg, params, post, carry['plan'], is_first,
@@ -207,21 +231,35 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       return jnp.argmax(action, -1).astype(jnp.int32), carry
     return action, carry
 
-  def behaviour_loss(ac_params, wm_params, slow_critic, retnorm, post, feat, batch, key):
+  def intrinsic_reward(ensemble_params, traj):
+    """Plan2Explore's reward of an imagined trajectory: the ensemble's disagreement at each
+    (state, action), plus the reward head's where `explore.extr_scale` is set."""
+    inputs = explore_lib.inputs_of(xcfg, traj['feat'], traj['action'])
+    reward = xcfg.intr_scale * explore_lib.disagreement(member, sg(ensemble_params), sg(inputs))
+    if xcfg.extr_scale:
+      reward = reward + xcfg.extr_scale * traj['reward']
+    return reward
+
+  def behaviour_loss(ac_params, wm_params, slow_critic, retnorm, post, feat, batch, key,
+                     reward_fn=None):
     """Actor and critic losses from imagination started at the posterior states post [B, T].
 
     feat [B, T, F] are the posterior features the replay value loss (V3) reads; they carry
-    gradients into the world model where `critic.replay_grad` is set.
+    gradients into the world model where `critic.replay_grad` is set. `reward_fn(traj)`
+    replaces the reward head's rewards (Plan2Explore's exploration behaviour, which has no
+    replay value loss: replayed rewards are not its rewards).
     """
     start, first_cont, steps = imagination_starts(cfg, post, batch['is_terminal'])
     # The actor's loss never trains the world model (V1-V3): its parameters are constants.
     traj = imagine(wm, ac, sg(wm_params), ac_params['actor'], start, horizon, key)
     if first_cont is not None:
       traj['cont'] = traj['cont'].at[:, 0].set(first_cont)
+    if reward_fn is not None:
+      traj['reward'] = reward_fn(traj)
     policy_loss, value_loss, retnorm, returns, metrics = ac_lib.imagination_loss(
         ac, ac_params, slow_critic, retnorm, traj)
     total = cfg.policy_scale * policy_loss + cfg.value_scale * value_loss
-    if cfg.critic.replay_loss:
+    if cfg.critic.replay_loss and reward_fn is None:
       boot = returns[:, 0].reshape(feat.shape[0], -1)
       tail = {k: batch[k][:, steps] for k in ('reward', 'is_last', 'is_terminal')}
       tail['reward'] = wm_lib.transform_reward(cfg, tail['reward'].astype(jnp.float32))
@@ -233,7 +271,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     metrics.update(policy_loss=sg(policy_loss), value_loss=sg(value_loss))
     return total, (retnorm, metrics)
 
-  def loss_fn(params, slow_critic, retnorm, batch, key):
+  def loss_fn(params, slow_critic, retnorm, explore_state, batch, key):
     """The joint loss of one update (V1, V3): every module's gradient at the same parameters."""
     wm_key, img_key = jax.random.split(key)
     model_loss, (post, feat, batch, metrics) = wm_lib.loss(
@@ -243,8 +281,32 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
         ac_params, params['world_model'], slow_critic, retnorm, post, feat, batch, img_key)
     metrics.update(ac_metrics)
     total = model_loss + behaviour
+    if exploring:
+      explore_loss, explore, explore_metrics = exploration_loss(
+          params, explore_state, post, feat, batch, jax.random.fold_in(img_key, 1))
+      total = total + explore_loss
+      metrics.update(explore_metrics)
+    else:
+      explore = explore_state
     metrics['loss'] = sg(total)
-    return total, (retnorm, sg(post), metrics)
+    return total, (retnorm, explore, sg(post), metrics)
+
+  def exploration_loss(params, explore_state, post, feat, batch, key):
+    """Plan2Explore: the ensemble's one-step prediction loss, and the exploration actor and
+    critic trained in imagination on its disagreement."""
+    action = wm_lib.action_to_float(wm, batch['action'])
+    targets = explore_lib.target_of(xcfg, wm.rssm.config, post, feat)
+    ensemble = explore_lib.ensemble_loss(
+        member, params['ensemble'], explore_lib.inputs_of(xcfg, sg(feat), action), targets,
+        jnp.asarray(batch['is_first']).astype(bool), xcfg.offset)
+    expl_params = {'actor': params['expl_actor'], 'critic': params['expl_critic']}
+    behaviour, (retnorm, ac_metrics) = behaviour_loss(
+        expl_params, params['world_model'], explore_state['slow_critic'],
+        explore_state['retnorm'], sg(post), sg(feat), batch, key,
+        reward_fn=lambda traj: intrinsic_reward(params['ensemble'], traj))
+    metrics = {f'expl_{k}': v for k, v in ac_metrics.items()}
+    metrics['ensemble_loss'] = sg(ensemble)
+    return ensemble + behaviour, dict(explore_state, retnorm=retnorm), metrics
 
   def model_first_grads(state, batch, key):
     """V2 (reference agent.py train): the world model's update first, then the actor and
@@ -283,18 +345,23 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     if cfg.model_first:
       total, retnorm, post, metrics, grads, updates, opt_state = model_first_grads(
           state, batch, step_key)
+      explore = state.explore   # None: Plan2Explore needs the single optimizer
     else:
       grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-      (total, (retnorm, post, metrics)), grads = grad_fn(
-          state.params, state.slow_critic, state.retnorm, batch, step_key)
+      (total, (retnorm, explore, post, metrics)), grads = grad_fn(
+          state.params, state.slow_critic, state.retnorm, state.explore, batch, step_key)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     slow = returns_lib.slow_target_update(
         state.slow_critic, params['critic'], state.step, cfg.critic.slow_rate,
         cfg.critic.slow_every)
+    if exploring:
+      explore = dict(explore, slow_critic=returns_lib.slow_target_update(
+          explore['slow_critic'], params['expl_critic'], state.step, cfg.critic.slow_rate,
+          cfg.critic.slow_every))
     finite = jnp.isfinite(total) & _all_finite(grads)
     new = TrainState(params=params, opt_state=opt_state, slow_critic=slow, retnorm=retnorm,
-                     key=key, step=state.step + 1)
+                     key=key, step=state.step + 1, explore=explore)
     old = state.replace(key=key)
     state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     for name, tree in grads.items():

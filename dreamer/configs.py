@@ -39,6 +39,7 @@ from common import rssm as rssm_lib
 from common.config import RunConfig
 from common.envs.config import EnvConfig
 from dreamer import actor_critic
+from dreamer import explore as explore_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +210,8 @@ class DreamerConfig:
   # of common/planning.py over the world model ('cem', 'mppi', 'gradient'; dreamer/planning.py).
   policy: str = 'actor'
   planner: planning.PlannerConfig = planning.PlannerConfig()
+  # Plan2Explore (dreamer/explore.py; `--config plan2explore`): 'none' in every Dreamer paper.
+  explore: explore_lib.ExploreConfig = explore_lib.ExploreConfig()
   # Report.
   report_context: int = 5         # open-loop video: observed frames before imagining
   report_sequences: int = 4       # sequences shown side by side in the video
@@ -244,6 +247,16 @@ def dreamerv3(config: Config) -> Config:
       'run.train_ratio': 32.0, 'run.batch_size': 16, 'run.batch_length': 64,
       'run.envs': 16, 'run.prefill': 0, 'run.pretrain': 1, 'run.train_starts': 16 * 64,
       'replay.capacity': 5_000_000, 'replay.online': True})
+
+
+def plan2explore(config: Config) -> Config:
+  """Plan2Explore (Sekar et al. 2020) on the DreamerV3 agent: V3's defaults, plus an
+  ensemble of 10 one-step stochastic-state predictors whose disagreement rewards an
+  exploration actor that collects the data (danijar/dreamerv2 07d906e configs.yaml
+  `disag_*`, `expl_*`); the task actor learns from the same replay."""
+  config = dreamerv3(config)
+  return _replace(config, algo='plan2explore', **{
+      'agent.explore': dataclasses.replace(config.agent.explore, kind='plan2explore')})
 
 
 def _adam(lr, eps, weight_decay=0.0):
@@ -371,7 +384,8 @@ def dreamerv2(config: Config) -> Config:
       'replay.capacity': 2_000_000, 'replay.sample': 'episodes', 'replay.prioritize_ends': True})
 
 
-ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dreamerv3}
+ALGORITHMS = {'dreamerv1': dreamerv1, 'dreamerv2': dreamerv2, 'dreamerv3': dreamerv3,
+              'plan2explore': plan2explore}
 
 
 # ---------------------------------------------------------------- suites

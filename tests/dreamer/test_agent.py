@@ -224,3 +224,59 @@ def test_planning_policy_on_discrete_actions_is_a_one_line_error():
   config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, policy='cem'))
   with pytest.raises(ValueError, match='agent.policy=cem.*discrete'):
     agent_lib.make_agent(config, spaces(), Space(np.int32, (), 0, 3))
+
+
+def test_plan2explore_intrinsic_reward_is_the_ensemble_variance():
+  """dreamer.explore.disagreement against a NumPy loop over members and dimensions of the
+  members' own predictions: mean over d of the population variance over k."""
+  from dreamer import explore  # pylint: disable=g-import-not-at-top
+  config = debug_config()
+  member = explore.make_member(config.agent.critic, 5, 'float32')
+  params = explore.init_ensemble(member, 4, jax.random.PRNGKey(0), 7)
+  inputs = np.random.default_rng(0).normal(size=(3, 6, 7)).astype(np.float32)
+  got = np.asarray(explore.disagreement(member, params, inputs))
+  preds = [np.asarray(member.apply({'params': jax.tree.map(lambda x, k=k: x[k], params)},
+                                   inputs)) for k in range(4)]
+  expected = np.zeros((3, 6))
+  for b in range(3):
+    for t in range(6):
+      total = 0.0
+      for d in range(5):
+        values = [preds[k][b, t, d] for k in range(4)]
+        mean = sum(values) / 4
+        total += sum((v - mean) ** 2 for v in values) / 4
+      expected[b, t] = total / 5
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+  assert expected.min() > 0
+
+
+def test_plan2explore_trains_every_part_and_collects_with_its_exploration_actor():
+  config = config_lib.parse(['--config', 'plan2explore', '--env', 'gym_CartPole-v1',
+                             '--size', 'debug'], configs.PRESETS)
+  config = dataclasses.replace(config, run=dataclasses.replace(
+      config.run, batch_size=B, batch_length=T))
+  assert config.algo == 'plan2explore' and config.agent.explore.kind == 'plan2explore'
+  agent = agent_lib.make_agent(config, spaces(image=False), Space(np.float32, (2,), -1, 1))
+  state = jit(agent.init)(jax.random.PRNGKey(0))
+  before = jax.tree.map(np.asarray, state.params)
+  batch = {k: v for k, v in synthetic_batch(0, discrete=False).items() if k != 'image'}
+  train = jit(agent.train)
+  for _ in range(2):   # the V3 optimizer's warmup starts at a learning rate of 0
+    state, metrics = train(state, batch)
+  assert float(metrics['nonfinite']) == 0
+  for key in ('ensemble_loss', 'expl_imag_reward_mean', 'expl_policy_loss', 'policy_loss'):
+    assert np.isfinite(metrics[key]), key
+  assert float(metrics['expl_imag_reward_mean']) > 0   # disagreement of random members
+  for module in ('ensemble', 'expl_actor', 'expl_critic', 'actor', 'world_model'):
+    moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), state.params[module],
+                         before[module])
+    assert max(jax.tree.leaves(moved)) > 0, module
+  # 'train' mode acts with the exploration actor, 'eval' with the task actor.
+  other = state.replace(params=dict(state.params, expl_actor=state.params['actor']))
+  obs = {k: batch[k][:, 1] for k in ('vector', 'reward', 'is_last', 'is_terminal')}
+  obs['is_first'] = np.ones(B, bool)
+  policy, carry, key = jit(agent.policy, static_argnums=(4,)), agent.init_policy_carry(B), \
+      jax.random.PRNGKey(2)
+  act = lambda s, mode: np.asarray(policy(s, carry, obs, key, mode)[0])
+  assert not np.allclose(act(state, 'train'), act(other, 'train'))
+  np.testing.assert_array_equal(act(state, 'eval'), act(other, 'eval'))
