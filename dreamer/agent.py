@@ -295,7 +295,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     """Plan2Explore: the ensemble's one-step prediction loss, and the exploration actor and
     critic trained in imagination on its disagreement."""
     action = wm_lib.action_to_float(wm, batch['action'])
-    targets = explore_lib.target_of(xcfg, wm.rssm.config, post, feat)
+    targets = {'stoch': wm_lib.stoch_vector(wm, post), 'deter': post.deter,
+               'feat': feat}[xcfg.target]
     ensemble = explore_lib.ensemble_loss(
         member, params['ensemble'], explore_lib.inputs_of(xcfg, sg(feat), action), targets,
         jnp.asarray(batch['is_first']).astype(bool), xcfg.offset)
@@ -374,7 +375,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
   def latent_geometry(wm_params: dict, batch: dict, key: jax.Array) -> dict:
     """common.geometry's diagnostics of the posterior latents of a replayed batch."""
     post, _, feat, _, rest = wm_lib.observe(wm, wm_params, batch, key)
-    stoch = post.stoch.reshape(post.stoch.shape[:2] + (-1,))
+    stoch = wm_lib.stoch_vector(wm, post)
     return geometry.diagnostics({'deter': post.deter, 'stoch': stoch, 'feat': feat},
                                 rest['is_first'])
 

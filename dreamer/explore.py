@@ -96,16 +96,6 @@ def ensemble_loss(member, params, inputs: jax.Array, targets: jax.Array, is_firs
   return ((nll * weight).sum((1, 2)) / jnp.maximum(weight.sum(), 1.0)).sum()
 
 
-def target_of(config: ExploreConfig, rssm_config, post, feat: jax.Array) -> jax.Array:
-  """The predicted quantity [B, T, D] of the posterior states post [B, T]."""
-  if config.target == 'deter':
-    return post.deter
-  if config.target == 'feat':
-    return feat
-  stoch = post.stoch
-  return stoch.reshape(stoch.shape[:2] + (-1,)) if rssm_config.classes else stoch
-
-
 def target_dim(config: ExploreConfig, rssm_config, feat_size: int) -> int:
   if config.target == 'deter':
     return rssm_config.deter

@@ -89,9 +89,8 @@ def latent_vector(wm, wm_params: dict, state, space: str = 'feat') -> jax.Array:
   """The latent [..., D] a goal is compared in: features, stochastic state or deter state."""
   if space == 'feat':
     return wm.rssm.apply(wm_params['rssm'], state, method=rssm_lib.RSSM.feat)
-  if space == 'stoch':   # V3's categorical latents [..., stoch, classes] flattened
-    stoch = state.stoch
-    return stoch.reshape(stoch.shape[:-2] + (-1,)) if wm.rssm.config.classes else stoch
+  if space == 'stoch':
+    return wm_lib.stoch_vector(wm, state)
   if space == 'deter':
     return state.deter
   raise ValueError(f'goal space: use one of {LATENTS}, got {space!r}.')

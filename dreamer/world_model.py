@@ -263,6 +263,13 @@ def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
   return total, (post, feat, batch, sg(metrics))
 
 
+def stoch_vector(wm: WorldModel, state: rssm_lib.RSSMState) -> chex.Array:
+  """The stochastic state as a vector [..., D]: V2/V3's categoricals [..., stoch, classes]
+  flattened, V1's Gaussian sample as it is."""
+  stoch = state.stoch
+  return stoch.reshape(stoch.shape[:-2] + (-1,)) if wm.rssm.config.classes else stoch
+
+
 def decode_images(wm: WorldModel, params: dict, feat: chex.Array) -> dict:
   """{image key: [..., H, W, C] in [0, 1]} decoded from features [..., F]."""
   recon = wm.decoder.apply({'params': params['decoder']}, feat)

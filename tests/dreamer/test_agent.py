@@ -226,30 +226,6 @@ def test_planning_policy_on_discrete_actions_is_a_one_line_error():
     agent_lib.make_agent(config, spaces(), Space(np.int32, (), 0, 3))
 
 
-def test_plan2explore_intrinsic_reward_is_the_ensemble_variance():
-  """dreamer.explore.disagreement against a NumPy loop over members and dimensions of the
-  members' own predictions: mean over d of the population variance over k."""
-  from dreamer import explore  # pylint: disable=g-import-not-at-top
-  config = debug_config()
-  member = explore.make_member(config.agent.critic, 5, 'float32')
-  params = explore.init_ensemble(member, 4, jax.random.PRNGKey(0), 7)
-  inputs = np.random.default_rng(0).normal(size=(3, 6, 7)).astype(np.float32)
-  got = np.asarray(explore.disagreement(member, params, inputs))
-  preds = [np.asarray(member.apply({'params': jax.tree.map(lambda x, k=k: x[k], params)},
-                                   inputs)) for k in range(4)]
-  expected = np.zeros((3, 6))
-  for b in range(3):
-    for t in range(6):
-      total = 0.0
-      for d in range(5):
-        values = [preds[k][b, t, d] for k in range(4)]
-        mean = sum(values) / 4
-        total += sum((v - mean) ** 2 for v in values) / 4
-      expected[b, t] = total / 5
-  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
-  assert expected.min() > 0
-
-
 def test_plan2explore_trains_every_part_and_collects_with_its_exploration_actor():
   config = config_lib.parse(['--config', 'plan2explore', '--env', 'gym_CartPole-v1',
                              '--size', 'debug'], configs.PRESETS)
