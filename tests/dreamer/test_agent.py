@@ -185,7 +185,8 @@ def test_straightening_regulariser_adds_to_the_model_loss_and_trains_the_encoder
     wm = wm_lib.make(config.agent, spaces(), Space(np.int32, (), 0, 3))
     params = wm_lib.init_params(wm, jax.random.PRNGKey(0))
     loss_fn = lambda p: wm_lib.loss(wm, p, batch, key)
-    (loss, (_, feat, rest, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (_, feat, rest, metrics)), grads = jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        params)
     results[scale] = loss, feat, rest, metrics, grads
   loss0, feat, rest, _, grads0 = results[0.0]
   loss2, _, _, metrics, grads2 = results[2.0]
