@@ -17,6 +17,7 @@ success rate, mean closest distance, and planning seconds per env step; one more
 doing nothing (the start-to-goal distance), the baseline a planner must beat.
 """
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -27,6 +28,9 @@ import numpy as np
 
 from common import planning
 from common.envs.dmc import DMC
+from dreamer import agent as agent_lib
+from dreamer import planning as dreamer_planning
+from dreamer import world_model as wm_lib
 from experiments import run_checkpoint
 
 HELD_OUT_SEED = 10_000   # episode seeds far from the run's own (run.seed + worker)
@@ -58,10 +62,9 @@ def held_out_episode(run, seed: int, steps: int) -> dict:
   return record
 
 
-def reach(run, wm, kind, config, episode, seed, start, ahead, replan, space, metric,
-          tolerance, functions) -> dict:
+def reach(run, wm, config, episode, seed, start, ahead, replan, space, tolerance,
+          functions) -> dict:
   """One attempt: from `start`, toward the state `ahead` steps later; closest distance."""
-  from dreamer import planning as dreamer_planning  # pylint: disable=g-import-not-at-top
   plan_fn, observe_fn = functions
   params = run.state.params['world_model']
   goal_latent = jax.tree.map(lambda x: x[None], episode['latent'][start + ahead])
@@ -101,18 +104,15 @@ def reach(run, wm, kind, config, episode, seed, start, ahead, replan, space, met
 def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10, replan=1,
              space='feat', metric='euclidean', tolerance=0.1, length=200, seed=0,
              planner_overrides=None) -> list:
-  from dreamer import planning as dreamer_planning  # pylint: disable=g-import-not-at-top
-  from dreamer import agent as agent_lib  # pylint: disable=g-import-not-at-top
-  from dreamer import world_model as wm_lib  # pylint: disable=g-import-not-at-top
   run = run_checkpoint.load(logdir, 'experiments.goal_reaching')
   if not run.config.env.name.startswith('dmc_') or run.algo == 'planet':
     print('experiments.goal_reaching: error: needs a Dreamer run on a DMC task (the simulator '
           f'state is restored); {logdir} is {run.algo} on {run.config.env.name}.',
           file=sys.stderr)
     raise SystemExit(2)
-  import dataclasses  # pylint: disable=g-import-not-at-top
   config = dataclasses.replace(run.config.agent.planner, **(planner_overrides or {}))
   planning.check(config)
+  replan = min(replan, config.horizon)   # a plan holds `horizon` actions
   wm = wm_lib.make(run.config.agent, run.obs_space, run.act_space,
                    agent_lib.compute_dtype(run.config.run.precision))
   observe_fn = jax.jit(lambda p, latent, action, obs, key: dreamer_planning.observe_step(
@@ -139,9 +139,8 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
       jax.block_until_ready(plan_fn(
           run.state.params['world_model'], latent, goal,
           jnp.zeros((1, config.horizon, wm.action_dim)), jax.random.PRNGKey(0)))
-    outcomes = [reach(run, wm, kind, config, episode, episode_seed, start, ahead,
-                      min(replan, config.horizon), space, metric, tolerance,
-                      (plan_fn, observe_fn))
+    outcomes = [reach(run, wm, config, episode, episode_seed, start, ahead, replan, space,
+                      tolerance, (plan_fn, observe_fn))
                 for episode_seed, episode, start in attempts]
     results.append(_summary(kind, outcomes, logdir, run, ahead, replan, space, metric,
                             tolerance))
