@@ -52,6 +52,7 @@ ALGOS = {
     'dreamerv1': Algo('dreamer.main', ('--config', 'dreamerv1')),
     'dreamerv2': Algo('dreamer.main', ('--config', 'dreamerv2')),
     'dreamerv3': Algo('dreamer.main', ('--config', 'dreamerv3')),
+    'plan2explore': Algo('dreamer.main', ('--config', 'plan2explore')),
     'planet': Algo('planet.main', (), suites=('dmc_vision',), suite_flag=False, budget=False),
     'world_models': Algo('world_models_ha.main', (), suites=('world_models',),
                          suite_flag=False, budget=False),
