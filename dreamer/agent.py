@@ -42,8 +42,13 @@ class TrainState:
   retnorm: returns_lib.PercentileNormalizerState
   key: jax.Array
   step: jax.Array            # applied (finite) updates, int32
-  # Plan2Explore (agent.explore.kind): {'slow_critic', 'retnorm'} of the exploration critic.
-  explore: Any = None
+
+
+@flax.struct.dataclass
+class ExploreTrainState(TrainState):
+  """Plan2Explore's state (agent.explore.kind): a subclass, so that every other agent's
+  checkpoints keep TrainState's layout (and older ones stay readable)."""
+  explore: Any = None        # {'slow_critic', 'retnorm'} of the exploration critic
 
 
 def compute_dtype(precision: str) -> str:
@@ -176,20 +181,20 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     wm_key, ac_key, state_key, expl_key = jax.random.split(key, 4)
     params = {'world_model': wm_lib.init_params(wm, wm_key),
               **ac_lib.init_params(ac, ac_key, feat_size)}
-    explore = None
+    extra = {}
     if exploring:
       ac_key, ensemble_key = jax.random.split(expl_key)
       expl = ac_lib.init_params(ac, ac_key, feat_size)   # same networks, own parameters
       params.update(expl_actor=expl['actor'], expl_critic=expl['critic'],
                     ensemble=explore_lib.init_ensemble(member, xcfg.models, ensemble_key,
                                                        member_inputs))
-      explore = {'slow_critic': jax.tree.map(jnp.array, expl['critic']),
-                 'retnorm': returns_lib.percentile_normalizer_init()}
-    return TrainState(
+      extra['explore'] = {'slow_critic': jax.tree.map(jnp.array, expl['critic']),
+                          'retnorm': returns_lib.percentile_normalizer_init()}
+    return (ExploreTrainState if exploring else TrainState)(
         params=params, opt_state=optimizer.init(params),
         slow_critic=jax.tree.map(jnp.array, params['critic']),
         retnorm=returns_lib.percentile_normalizer_init(), key=state_key,
-        step=jnp.zeros((), jnp.int32), explore=explore)
+        step=jnp.zeros((), jnp.int32), **extra)
 
   def init_policy_carry(num_envs: int) -> dict:
     # Zeros are fine: the first observation has is_first set, which resets the
@@ -346,23 +351,25 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     if cfg.model_first:
       total, retnorm, post, metrics, grads, updates, opt_state = model_first_grads(
           state, batch, step_key)
-      explore = state.explore   # None: Plan2Explore needs the single optimizer
+      explore = None   # Plan2Explore needs the single optimizer
     else:
       grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
       (total, (retnorm, explore, post, metrics)), grads = grad_fn(
-          state.params, state.slow_critic, state.retnorm, state.explore, batch, step_key)
+          state.params, state.slow_critic, state.retnorm,
+          state.explore if exploring else None, batch, step_key)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     slow = returns_lib.slow_target_update(
         state.slow_critic, params['critic'], state.step, cfg.critic.slow_rate,
         cfg.critic.slow_every)
+    extra = {}
     if exploring:
-      explore = dict(explore, slow_critic=returns_lib.slow_target_update(
+      extra['explore'] = dict(explore, slow_critic=returns_lib.slow_target_update(
           explore['slow_critic'], params['expl_critic'], state.step, cfg.critic.slow_rate,
           cfg.critic.slow_every))
     finite = jnp.isfinite(total) & _all_finite(grads)
-    new = TrainState(params=params, opt_state=opt_state, slow_critic=slow, retnorm=retnorm,
-                     key=key, step=state.step + 1, explore=explore)
+    new = state.replace(params=params, opt_state=opt_state, slow_critic=slow, retnorm=retnorm,
+                        key=key, step=state.step + 1, **extra)
     old = state.replace(key=key)
     state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     for name, tree in grads.items():
