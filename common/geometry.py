@@ -25,7 +25,7 @@ def _unit(x: jax.Array) -> jax.Array:
   return x / jnp.sqrt(jnp.sum(jnp.square(x), -1, keepdims=True) + EPS)
 
 
-def _no_start_within(is_first: jax.Array, start: int, stop: int) -> jax.Array:
+def no_start_within(is_first: jax.Array, start: int, stop: int) -> jax.Array:
   """[B, T - stop] mask: no episode begins at any of the steps t + start .. t + stop."""
   length = is_first.shape[1]
   ok = jnp.ones((is_first.shape[0], length - stop), bool)
@@ -45,7 +45,7 @@ def consecutive_cosine(z: jax.Array, is_first=None) -> tuple:
   cos = jnp.sum(velocity[:, :-1] * velocity[:, 1:], -1)        # [B, T-2]
   if is_first is None:
     return cos, jnp.ones(cos.shape, bool)
-  return cos, _no_start_within(jnp.asarray(is_first, bool), 1, 2)
+  return cos, no_start_within(jnp.asarray(is_first, bool), 1, 2)
 
 
 def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -70,7 +70,7 @@ def distance_step_correlation(z: jax.Array, is_first=None, max_gap: int = 16) ->
   count = sum_k = sum_d = sum_kk = sum_dd = sum_kd = jnp.zeros((), jnp.float32)
   for gap in range(1, min(max_gap, length - 1) + 1):
     distance = jnp.sqrt(jnp.sum(jnp.square(z[:, gap:] - z[:, :-gap]), -1))   # [B, T-gap]
-    weight = _no_start_within(first, 1, gap).astype(jnp.float32)
+    weight = no_start_within(first, 1, gap).astype(jnp.float32)
     n = weight.sum()
     d = (distance * weight).sum()
     count, sum_k, sum_kk = count + n, sum_k + gap * n, sum_kk + gap * gap * n

@@ -218,9 +218,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     is_first = jnp.asarray(obs['is_first']).astype(bool)
     chex.assert_rank(is_first, 1)
     obs_key, act_key = jax.random.split(key)
-    embed = wm_lib.encode(wm, params['world_model'], obs)
-    post, _ = wm.rssm.apply(params['world_model']['rssm'], carry['latent'], carry['action'],
-                            embed, is_first, obs_key, method=rssm_lib.RSSM.obs_step)
+    post = wm_lib.observe_step(wm, params['world_model'], carry['latent'], carry['action'], obs,
+                               obs_key)
     if cfg.policy == 'actor':
       feat = wm.rssm.apply(params['world_model']['rssm'], post, method=rssm_lib.RSSM.feat)
       # Plan2Explore collects with its exploration actor; evaluation uses the task's.

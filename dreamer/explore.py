@@ -17,6 +17,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from common import geometry
 from dreamer import networks
 
 TARGETS = ('stoch', 'deter', 'feat')
@@ -87,11 +88,7 @@ def ensemble_loss(member, params, inputs: jax.Array, targets: jax.Array, is_firs
   chex.assert_rank([inputs, targets, is_first], [3, 3, 2])
   preds = predict(member, params, jax.lax.stop_gradient(inputs[:, :-offset]))
   target = jax.lax.stop_gradient(targets[:, offset:]).astype(jnp.float32)
-  length = is_first.shape[1]
-  same_episode = jnp.ones((is_first.shape[0], length - offset), bool)
-  for step in range(1, offset + 1):
-    same_episode = same_episode & ~is_first[:, step:length - offset + step]
-  weight = same_episode.astype(jnp.float32)
+  weight = geometry.no_start_within(is_first, 1, offset).astype(jnp.float32)
   nll = 0.5 * jnp.square(preds - target).sum(-1)                      # [K, B, T - offset]
   return ((nll * weight).sum((1, 2)) / jnp.maximum(weight.sum(), 1.0)).sum()
 

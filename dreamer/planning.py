@@ -29,16 +29,19 @@ def check(cfg, discrete: bool):
                      'this env\'s actions are discrete; use agent.policy=actor.')
 
 
+def _repeat(state, count: int):
+  """One env's state [...] as `count` identical candidates [count, ...]."""
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), state)
+
+
 def rollout_fn(wm, ac, cfg, params: dict):
   """`rollout_fn(start RSSMState (one env), actions [C, H, A], key) -> [C, H]` contributions
   whose sum is the objective above."""
   gamma = 1.0 if cfg.continue_discount else ac_lib.discount(cfg)
 
   def rollout(start, actions, key):
-    count = actions.shape[0]
-    start = jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), start)
-    states, _ = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'], start, actions, None,
-                                 key)
+    states, _ = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'],
+                                 _repeat(start, actions.shape[0]), actions, None, key)
     feat = wm.rssm.apply(params['world_model']['rssm'], states, method=rssm_lib.RSSM.feat)
     reward, cont = wm_lib.reward_continue(wm, params['world_model'], feat[:, 1:])  # [C, H]
     _, value = ac_lib.critic_value(ac, params['critic'], feat[:, -1])
@@ -52,14 +55,12 @@ def rollout_fn(wm, ac, cfg, params: dict):
 
 def actor_rollouts(wm, ac, params: dict, start, count: int, horizon: int, key) -> jax.Array:
   """`count` imagined action sequences [count, H, A] of the actor from one start state."""
-  start = jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), start)
-
   def policy_fn(latent, policy_key):
     feat = wm.rssm.apply(params['world_model']['rssm'], latent, method=rssm_lib.RSSM.feat)
     return ac_lib.actor_dist(ac, params['actor'], feat).sample(policy_key)
 
-  _, actions = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'], start, policy_fn,
-                                horizon, key)
+  _, actions = rssm_lib.imagine(wm.rssm, params['world_model']['rssm'], _repeat(start, count),
+                                policy_fn, horizon, key)
   return actions[:, :horizon]
 
 
@@ -96,21 +97,12 @@ def latent_vector(wm, wm_params: dict, state, space: str = 'feat') -> jax.Array:
   raise ValueError(f'goal space: use one of {LATENTS}, got {space!r}.')
 
 
-def observe_step(wm, wm_params: dict, latent, action, obs: dict, key):
-  """The posterior after observation `obs` [N, ...] (is_first resets to the initial state)."""
-  embed = wm_lib.encode(wm, wm_params, obs)
-  is_first = jnp.asarray(obs['is_first']).astype(bool)
-  post, _ = wm.rssm.apply(wm_params['rssm'], latent, action, embed, is_first, key,
-                          method=rssm_lib.RSSM.obs_step)
-  return post
-
-
 def goal_rollout_fn(wm, wm_params: dict, goal: jax.Array, space: str, metric: str):
   """`rollout_fn(start, actions [C, H, A], key) -> [C, H]`: minus the distance of the
   predicted latent after the last action to `goal` [D] (common.planning.goal_contributions)."""
   def rollout(start, actions, key):
-    start = jax.tree.map(lambda x: jnp.broadcast_to(x, (actions.shape[0],) + x.shape), start)
-    states, _ = rssm_lib.imagine(wm.rssm, wm_params['rssm'], start, actions, None, key)
+    states, _ = rssm_lib.imagine(wm.rssm, wm_params['rssm'], _repeat(start, actions.shape[0]),
+                                 actions, None, key)
     latents = latent_vector(wm, wm_params, jax.tree.map(lambda x: x[:, 1:], states), space)
     return planning.goal_contributions(latents, goal, metric)
   return rollout

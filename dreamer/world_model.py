@@ -263,6 +263,17 @@ def loss(wm: WorldModel, params: dict, batch: dict, key: chex.PRNGKey) -> tuple:
   return total, (post, feat, batch, sg(metrics))
 
 
+def observe_step(wm: WorldModel, params: dict, latent: rssm_lib.RSSMState, action: chex.Array,
+                 obs: dict, key: chex.PRNGKey) -> rssm_lib.RSSMState:
+  """The posterior [N] after observation `obs` [N, ...] that followed `action` [N, A] from
+  `latent` [N] (is_first resets to the initial state): one step of acting."""
+  embed = encode(wm, params, obs)
+  is_first = jnp.asarray(obs['is_first']).astype(bool)
+  post, _ = wm.rssm.apply(params['rssm'], latent, action, embed, is_first, key,
+                          method=rssm_lib.RSSM.obs_step)
+  return post
+
+
 def stoch_vector(wm: WorldModel, state: rssm_lib.RSSMState) -> chex.Array:
   """The stochastic state as a vector [..., D]: V2/V3's categoricals [..., stoch, classes]
   flattened, V1's Gaussian sample as it is."""

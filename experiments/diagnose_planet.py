@@ -29,12 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import cem
-from common import checkpoint as checkpoint_lib
-from common import config as config_lib
 from common.envs import dmc as dmc_lib
 from common.replay import Replay
+from experiments import run_checkpoint
 from planet import agent as agent_lib
-from planet import configs
 
 
 class TrueModel:
@@ -170,25 +168,16 @@ def model_statistics(predicted, true, random):
 
 def check_model(logdir, windows=64, samples=1000, context=5, seed=0):
   """Diagnostics of the latest checkpoint in `logdir` over its replay (see the module doc)."""
-  config = config_lib.load(os.path.join(logdir, 'config.yaml'), configs.Config)
-  from common import envs  # pylint: disable=g-import-not-at-top
-  env = envs.make_env(config.env)
-  obs_space, act_space = env.obs_space, env.act_space
-  env.close()
-  agent = agent_lib.make_agent(config, obs_space, act_space)
-  diagnose = agent_lib.make_diagnostics(config, obs_space, act_space)
-  directory, step = checkpoint_lib.resolve(os.path.join(logdir, 'checkpoints'))
-  checkpointer = checkpoint_lib.Checkpointer(directory)
-  target = {'agent': agent.init(jax.random.PRNGKey(0)), 'policy_key': jax.random.PRNGKey(0)}
-  restored, meta = checkpointer.restore(target, step)
-  checkpointer.close()
+  run = run_checkpoint.load(logdir, 'experiments.diagnose_planet')
+  config, meta = run.config, run.meta
+  diagnose = agent_lib.make_diagnostics(config, run.obs_space, run.act_space)
   replay = Replay(config.replay, None, seed)
   replay.load(os.path.join(logdir, 'replay'))
   horizon = config.agent.planner.horizon
   batch = replay.sample(windows, 1 + context + horizon)
   batch = {k: v for k, v in batch.items() if k in ('image', 'action', 'reward', 'is_first')}
   out = jax.jit(functools.partial(diagnose, context=context, samples=samples))(
-      restored['agent'], batch, jax.random.PRNGKey(seed))
+      run.state, batch, jax.random.PRNGKey(seed))
   stats = model_statistics(out['predicted'], out['true'], out['random'])
   stats.update(agent_steps=int(meta.get('agent_steps', 0)), updates=int(meta.get('updates', 0)),
                context=context, horizon=horizon, samples=samples)

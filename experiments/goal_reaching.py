@@ -115,7 +115,7 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
   replan = min(replan, config.horizon)   # a plan holds `horizon` actions
   wm = wm_lib.make(run.config.agent, run.obs_space, run.act_space,
                    agent_lib.compute_dtype(run.config.run.precision))
-  observe_fn = jax.jit(lambda p, latent, action, obs, key: dreamer_planning.observe_step(
+  observe_fn = jax.jit(lambda p, latent, action, obs, key: wm_lib.observe_step(
       wm, p, latent, action, obs, key))
   rng = np.random.default_rng(seed)
   attempts = []
