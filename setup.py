@@ -32,6 +32,8 @@ setuptools.setup(
         'dm-control>=1.0.30,<1.1',
         # dm-control 1.0.50 breaks on mujoco 4 ('flex_vertedge').
         'mujoco>=3.2,<4',
+        # mjx_<domain>_<task> envs: MuJoCo MJX, the installed mujoco's version (pip pairs them).
+        'mujoco-mjx>=3.2,<4; python_version >= "3.12"',
         'crafter>=1.8,<2',
         'craftax>=1.4,<2',
         'vizdoom>=1.2,<2',

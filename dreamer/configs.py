@@ -553,7 +553,7 @@ def suite_for_env(name: str) -> str:
   """The default suite of an env name, from its prefix (dmc defaults to pixels)."""
   prefixes = [('atari100k_', 'atari100k'), ('atari_', 'atari'), ('dmc_', 'dmc_vision'),
               ('crafter_', 'crafter'), ('craftax', 'craftax'), ('minecraft_', 'minecraft'),
-              ('gym_', 'gym'), ('gymnax_', 'gymnax')]
+              ('gym_', 'gym'), ('gymnax_', 'gymnax'), ('mjx_', 'dmc_proprio')]
   for prefix, suite in prefixes:
     if name.startswith(prefix):
       return suite

@@ -33,6 +33,8 @@ WHEELS = (
     # The JAX-native envs of `--loop device` (experiments/bench_device_loop.py); craftax's
     # pygame is only for its human-play viewer.
     'gymnax==1.0.1', 'craftax==1.6.1',
+    # The mjx_<domain>_<task> envs (MuJoCo MJX; its warp backend is not used).
+    'mujoco-mjx==3.17.0', 'trimesh==5.2.0',
 )
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_x86_64',
              'manylinux2014_x86_64', 'manylinux1_x86_64')
@@ -40,6 +42,8 @@ PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_x
 DM_CONTROL_DROP = ('dm_control/locomotion/', 'dm_control/suite/dog_assets/',
                    'dm_control/mujoco/testing/', 'dm_control/mjcf/test_assets/',
                    'dm_control/blender/', 'dm_control/suite/all_domains.png')
+# What of the MuJoCo MJX wheel its JAX backend never reads (16 MiB of test models).
+MJX_DROP = ('mujoco/mjx/test_data/', 'mujoco/mjx/integration_test/')
 LIMIT = 64 * 2 ** 20
 REFERENCE = 'dmc_proprio-dreamerv3.json.gz'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +86,9 @@ def main(argv=None):
   for path in glob.glob(os.path.join(args.dest, 'dm_control-*.whl')):
     saved = repack_without(path, DM_CONTROL_DROP)
     print(f'{os.path.basename(path)}: {saved / 2 ** 20:.1f} MiB of unused assets dropped')
+  for path in glob.glob(os.path.join(args.dest, 'mujoco_mjx-*.whl')):
+    saved = repack_without(path, MJX_DROP)
+    print(f'{os.path.basename(path)}: {saved / 2 ** 20:.1f} MiB of test models dropped')
   if os.path.exists(args.reference):
     folder = os.path.join(args.dest, 'reference_scores')
     os.makedirs(folder, exist_ok=True)

@@ -8,9 +8,10 @@
 
 Suites (names): atari_<game>, atari100k_<game>, dmc_<domain>_<task>,
 crafter_reward, crafter_noreward, craftax_classic, craftax,
-minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>, gymnax_<gymnax id>.
+minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>, gymnax_<gymnax id>,
+mjx_<domain>_<task> (DMC tasks simulated by MuJoCo MJX).
 
-JAX-native envs (craftax, gymnax) are also `JaxEnv`s (`make_jax`), which
+JAX-native envs (craftax, gymnax, mjx) are also `JaxEnv`s (`make_jax`), which
 `common/device_loop.py` compiles into one program with the agent.
 
 Observation dicts: `image` uint8 [H, W, C] and/or float32 vector keys, `reward`
@@ -31,9 +32,10 @@ from common.envs.config import EnvConfig
 from common.envs.parallel import BatchEnv
 from common.envs.spaces import Space, check_action, check_actions
 
-SUITES = ('atari', 'atari100k', 'dmc', 'crafter', 'craftax', 'minecraft', 'gym', 'gymnax')
+SUITES = ('atari', 'atari100k', 'dmc', 'crafter', 'craftax', 'minecraft', 'gym', 'gymnax',
+          'mjx')
 # Suites whose envs are JAX functions (`make_jax`): the ones `--loop device` can run.
-JAX_SUITES = ('craftax', 'gymnax')
+JAX_SUITES = ('craftax', 'gymnax', 'mjx')
 
 _SUITE_DEFAULTS = {
     # DreamerV3 (Hafner et al. 2023), Atari 200M setting, as the reference code that made
@@ -51,6 +53,8 @@ _SUITE_DEFAULTS = {
     'minecraft': dict(action_repeat=1, size=(64, 64), time_limit=36000),
     'gym': dict(action_repeat=1, pixels=False, proprio=True),
     'gymnax': dict(action_repeat=1, pixels=False, proprio=True),
+    # DMC's action repeat; MJX renders nothing, so proprio only.
+    'mjx': dict(action_repeat=2, pixels=False, proprio=True),
 }
 
 
@@ -131,14 +135,18 @@ def check_jax(config: EnvConfig) -> None:
   """ValueError naming the JAX-native envs when `config.name` is not one (`make_jax`)."""
   if suite_of(config.name) not in JAX_SUITES:
     raise ValueError(f"env '{config.name}' is not a JAX function; the JAX-native envs are "
-                     "craftax_classic, craftax and gymnax_<id> (e.g. gymnax_CartPole-v1, "
-                     "gymnax_Breakout-MinAtar).")
+                     "craftax_classic, craftax, gymnax_<id> (e.g. gymnax_CartPole-v1, "
+                     "gymnax_Breakout-MinAtar) and mjx_<domain>_<task> (e.g. "
+                     "mjx_cartpole_swingup).")
 
 
 def make_jax(config: EnvConfig):
   """The `JaxEnv` of a JAX-native env (`JAX_SUITES`); ValueError naming them otherwise."""
   check_jax(config)
   suite = suite_of(config.name)
+  if suite == 'mjx':
+    from common.envs.mjx import MjxEnv
+    return MjxEnv(config.name.split('_', 1)[1], config)
   if config.action_repeat != 1:
     raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat}: {suite} supports '
                      'only 1.')
@@ -194,6 +202,9 @@ def check_name(config: EnvConfig) -> None:
     check_task(task)
   elif suite == 'craftax':
     _craftax_task(config.name)
+  elif suite == 'mjx':
+    from common.envs.mjx import check_task as check_mjx_task
+    check_mjx_task(task)
   elif suite == 'gym':
     import gymnasium
     from common.envs.gym import resolve_id

@@ -1,0 +1,326 @@
+"""DeepMind Control Suite tasks simulated by MuJoCo MJX (JAX): `mjx_<domain>_<task>`.
+
+`mjx_cartpole_balance`, `mjx_cartpole_swingup`, `mjx_reacher_easy`, `mjx_reacher_hard`,
+`mjx_point_mass_easy`, `mjx_cheetah_run` as `JaxEnv`s (`common/envs/jax_env.py`), so
+`--loop device` compiles them into its program and the Python loop steps them vmapped. The
+model is dm_control's own (loaded through `dm_control.suite`, so the XML and its assets are
+the package's); physics runs in MJX (`mujoco.mjx`, pure JAX). Each task's observation,
+reward and episode initialisation are re-written in JAX from the dm_control task of the same
+name (dm_control/suite/<domain>.py); `tests/common/test_envs_mjx.py` checks observations and
+rewards against dm_control's on the same simulator states, and MJX's steps against MuJoCo's.
+
+Observations: proprio only, the dm_control keys of the `dmc_` adapter (`position`,
+`velocity`, reacher's `to_target`), float32 [k]. MJX renders no pixels on the device.
+Actions: float32 [A] in [-1, 1] rescaled to the actuators' control range, repeated
+`action_repeat` times with rewards summed (the `dmc` suite's 2). Episodes end after the
+task's 1000 control steps: is_last, not is_terminal.
+
+Differences from dm_control (FIDELITY.md, "MJX control tasks"): the initial-state noise is
+drawn from JAX's RNG (same distributions, other numbers); MJX's solver and collision code
+match MuJoCo's to float tolerance, not bit for bit; cartpole's energy bookkeeping (used by
+nothing here) is off, as MJX does not implement it.
+"""
+import os
+
+import numpy as np
+
+from common.envs.base import step_spaces
+from common.envs.config import EnvConfig
+from common.envs.jax_env import JaxEnv
+from common.envs.spaces import Space
+
+os.environ.setdefault('MUJOCO_GL', 'egl')   # dm_control loads the model; nothing renders
+
+INSTALL = 'pip install mujoco-mjx (the version of the installed mujoco; Python >= 3.12)'
+TASKS = ('cartpole_balance', 'cartpole_swingup', 'reacher_easy', 'reacher_hard',
+         'point_mass_easy', 'cheetah_run')
+
+
+def check_task(task: str):
+  if task not in TASKS:
+    raise ValueError(f"Unknown MJX task '{task}' (name mjx_{task}); one of: "
+                     f"{', '.join(TASKS)}.")
+
+
+def _mjx():
+  import contextlib
+  import io
+  try:
+    # MJX prints two lines on import where its optional warp backend is missing (unused here).
+    with contextlib.redirect_stdout(io.StringIO()):
+      from mujoco import mjx  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError(f'mjx envs need MuJoCo MJX: {INSTALL}.') from None
+  return mjx
+
+
+def tolerance(x, lower=0.0, upper=0.0, margin=0.0, sigmoid='gaussian', value_at_margin=0.1):
+  """dm_control's `rewards.tolerance` in JAX: 1 inside [lower, upper], falling off outside
+  over `margin` as `sigmoid` (gaussian, linear, quadratic: the ones the tasks here use)."""
+  import jax.numpy as jnp
+  inside = (lower <= x) & (x <= upper)
+  if margin == 0:
+    return jnp.where(inside, 1.0, 0.0)
+  distance = jnp.where(x < lower, lower - x, x - upper) / margin
+  if sigmoid == 'gaussian':
+    scale = np.sqrt(-2 * np.log(value_at_margin))
+    outside = jnp.exp(-0.5 * (distance * scale) ** 2)
+  elif sigmoid == 'linear':
+    scaled = distance * (1 - value_at_margin)
+    outside = jnp.where(jnp.abs(scaled) < 1, 1 - scaled, 0.0)
+  elif sigmoid == 'quadratic':
+    scaled = distance * np.sqrt(1 - value_at_margin)
+    outside = jnp.where(jnp.abs(scaled) < 1, 1 - scaled ** 2, 0.0)
+  else:
+    raise ValueError(f'tolerance: unknown sigmoid {sigmoid!r}.')
+  return jnp.where(inside, 1.0, outside)
+
+
+class _Task:
+  """One dm_control task: `initial(key, model) -> (qpos, qvel, goal)`, `observe(data, goal)`,
+  `reward(data, goal)`; `goal` is the per-episode randomisation that lives in the model in
+  dm_control (reacher's target), [2] (zeros where there is none)."""
+
+  def __init__(self, model, target_size=None):
+    self.model = model            # mujoco.MjModel (host)
+    self.target_size = target_size
+
+  def geom(self, name):
+    import mujoco
+    return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, name)
+
+  def randomize_joints(self, key, qpos, limited_only=False):
+    """`randomizers.randomize_limited_and_rotational_joints` for hinge and slide joints:
+    limited ones uniform in their range, unlimited hinges uniform in [-pi, pi] (unless
+    `limited_only`, as cheetah draws)."""
+    import jax
+    import jax.numpy as jnp
+    import mujoco
+    model = self.model
+    hinge, slide = int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)
+    for joint in range(model.njnt):
+      key, draw = jax.random.split(key)
+      kind, address = int(model.jnt_type[joint]), int(model.jnt_qposadr[joint])
+      if kind not in (hinge, slide):
+        continue
+      if model.jnt_limited[joint]:
+        low, high = model.jnt_range[joint]
+      elif kind == hinge and not limited_only:
+        low, high = -np.pi, np.pi
+      else:
+        continue
+      qpos = qpos.at[address].set(jax.random.uniform(draw, (), jnp.float32, low, high))
+    return qpos
+
+
+class _Cartpole(_Task):
+  """dm_control cartpole.Balance (one pole, smooth reward)."""
+
+  def __init__(self, model, swing_up):
+    super().__init__(model)
+    self.swing_up = swing_up
+
+  def initial(self, key):
+    import jax
+    import jax.numpy as jnp
+    position_key, velocity_key = jax.random.split(key)
+    if self.swing_up:
+      qpos = 0.01 * jax.random.normal(position_key, (2,)) + jnp.array([0.0, np.pi])
+    else:
+      qpos = jax.random.uniform(position_key, (2,), minval=jnp.array([-0.1, -0.034]),
+                                maxval=jnp.array([0.1, 0.034]))
+    return qpos, 0.01 * jax.random.normal(velocity_key, (2,)), jnp.zeros(2)
+
+  def observe(self, data, goal):
+    import jax.numpy as jnp
+    pole = data.xmat[2]   # body 2: the pole; dm_control's xmat 'zz' and 'xz'
+    return {'position': jnp.stack([data.qpos[0], pole[2, 2], pole[0, 2]]),
+            'velocity': data.qvel}
+
+  def reward(self, data, goal):
+    upright = (data.xmat[2][2, 2] + 1) / 2
+    centered = (1 + tolerance(data.qpos[0], margin=2)) / 2
+    small_control = (4 + tolerance(data.ctrl[0], margin=1, value_at_margin=0,
+                                   sigmoid='quadratic')) / 5
+    small_velocity = (1 + tolerance(data.qvel[1], margin=5)) / 2
+    return upright * small_control * small_velocity * centered
+
+
+class _Reacher(_Task):
+  """dm_control reacher.Reacher: the target's position is drawn per episode (in dm_control
+  it moves the target geom in the model; here it is the episode's `goal`, and the target
+  geom, which collides with nothing, is never read)."""
+
+  def initial(self, key):
+    import jax
+    import jax.numpy as jnp
+    joint_key, angle_key, radius_key, _ = jax.random.split(key, 4)
+    qpos = self.randomize_joints(joint_key, jnp.asarray(self.model.qpos0, jnp.float32))
+    angle = jax.random.uniform(angle_key, (), minval=0.0, maxval=2 * np.pi)
+    radius = jax.random.uniform(radius_key, (), minval=0.05, maxval=0.20)
+    goal = jnp.stack([radius * jnp.sin(angle), radius * jnp.cos(angle)])
+    return qpos, jnp.zeros(self.model.nv), goal
+
+  def to_target(self, data, goal):
+    return goal - data.geom_xpos[self.geom('finger'), :2]
+
+  def observe(self, data, goal):
+    return {'position': data.qpos, 'to_target': self.to_target(data, goal),
+            'velocity': data.qvel}
+
+  def reward(self, data, goal):
+    import jax.numpy as jnp
+    radii = self.target_size + self.model.geom_size[self.geom('finger'), 0]
+    return tolerance(jnp.linalg.norm(self.to_target(data, goal)), 0.0, radii)
+
+
+class _PointMass(_Task):
+  """dm_control point_mass.PointMass without gain randomisation (the easy task)."""
+
+  def initial(self, key):
+    import jax.numpy as jnp
+    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
+    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+
+  def observe(self, data, goal):
+    return {'position': data.qpos, 'velocity': data.qvel}
+
+  def reward(self, data, goal):
+    import jax.numpy as jnp
+    target = self.geom('target')
+    size = self.model.geom_size[target, 0]
+    distance = jnp.linalg.norm(data.geom_xpos[target] - data.geom_xpos[self.geom('pointmass')])
+    near_target = tolerance(distance, 0.0, size, margin=size)
+    control = tolerance(data.ctrl, margin=1, value_at_margin=0, sigmoid='quadratic').mean()
+    return near_target * (control + 4) / 5
+
+
+class _Cheetah(_Task):
+  """dm_control cheetah.Cheetah: limited joints drawn in their ranges, then 200 simulator
+  steps to settle (`settle_steps`), run reward over 10 m/s."""
+
+  settle_steps = 200
+
+  def initial(self, key):
+    import jax.numpy as jnp
+    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32), limited_only=True)
+    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+
+  def observe(self, data, goal):
+    return {'position': data.qpos[1:], 'velocity': data.qvel}
+
+  def reward(self, data, goal):
+    # dm_control reads the torso's `subtreelinvel` sensor, the only sensor of the model.
+    return tolerance(data.sensordata[0], 10.0, np.inf, margin=10.0, value_at_margin=0,
+                     sigmoid='linear')
+
+
+def _make_task(task: str):
+  """The dm_control model (from the package) and the task's JAX functions."""
+  import mujoco
+  from dm_control import suite
+  from common.envs.dmc import split_task
+  domain, name = split_task(task)
+  model = suite.load(domain, name).physics.model.ptr
+  # Energy bookkeeping: not implemented in MJX and read by none of these tasks.
+  model.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_ENERGY)
+  if domain == 'cartpole':
+    return model, _Cartpole(model, swing_up=name == 'swingup')
+  if domain == 'reacher':
+    return model, _Reacher(model, target_size={'easy': 0.05, 'hard': 0.015}[name])
+  if domain == 'point_mass':
+    return model, _PointMass(model)
+  return model, _Cheetah(model)
+
+
+class MjxEnv(JaxEnv):
+  """One DMC task in MJX as a `JaxEnv`.
+
+  Its env state is what the next step needs, not MJX's whole `Data` (whose contact and
+  constraint buffers would fill replay checkpoints): joint positions and velocities, the
+  solver's warm start, the control steps taken and the episode's goal. Everything else is
+  recomputed from them (`mjx.forward`) inside the step."""
+
+  def __init__(self, task: str, config: EnvConfig):
+    check_task(task)
+    mjx = _mjx()
+    if config.action_repeat < 1:
+      raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat} must be >= 1.')
+    if config.pixels and not config.proprio:
+      raise ValueError('EnvConfig: mjx envs have no pixels (MJX does not render in JAX); '
+                       'use proprio=True.')
+    self._repeat = int(config.action_repeat)
+    self._control_steps = 1000   # every task here: time limit / control timestep
+    self._time_limit = int(config.time_limit)
+    self.model, self._task = _make_task(task)
+    self.expensive_reset = isinstance(self._task, _Cheetah)
+    self._mx = mjx.put_model(self.model)
+    self._blank = mjx.make_data(self._mx)
+    self._low = np.asarray(self.model.actuator_ctrlrange[:, 0], np.float32)
+    self._high = np.asarray(self.model.actuator_ctrlrange[:, 1], np.float32)
+    self.act_space = Space(np.float32, (self.model.nu,), -1.0, 1.0)
+    shapes = {key: np.shape(value) for key, value in
+              self._task.observe(self._blank, np.zeros(2, np.float32)).items()}
+    self.obs_space = {key: Space(np.float32, (int(np.prod(shape)) or 1,), -np.inf, np.inf)
+                      for key, shape in shapes.items()}
+    self.obs_space.update(step_spaces())
+
+  def state(self, qpos, qvel, goal=None, steps=0) -> dict:
+    """The env state at joint positions `qpos` [nq] and velocities `qvel` [nv] (a recorded
+    state, or dm_control's), `steps` control steps into an episode with `goal` [2]."""
+    import jax.numpy as jnp
+    goal = jnp.zeros(2) if goal is None else goal
+    return {'qpos': jnp.asarray(qpos, jnp.float32), 'qvel': jnp.asarray(qvel, jnp.float32),
+            'warmstart': jnp.zeros(self.model.nv, jnp.float32), 'steps': jnp.int32(steps),
+            'goal': jnp.asarray(goal, jnp.float32)}
+
+  def _data(self, state):
+    return self._blank.replace(qpos=state['qpos'], qvel=state['qvel'],
+                               qacc_warmstart=state['warmstart'])
+
+  def _observe(self, data, goal):
+    import jax.numpy as jnp
+    return {key: jnp.ravel(value).astype(jnp.float32)
+            for key, value in self._task.observe(data, goal).items()}
+
+  def reset_one(self, key):
+    import jax
+    mjx = _mjx()
+    qpos, qvel, goal = self._task.initial(key)
+    state = self.state(qpos, qvel, goal)
+    data = self._data(state)
+    if isinstance(self._task, _Cheetah):
+      data = jax.lax.fori_loop(0, self._task.settle_steps,
+                               lambda _, data: mjx.step(self._mx, data), data)
+    data = mjx.forward(self._mx, data)
+    state.update(qpos=data.qpos, qvel=data.qvel, warmstart=data.qacc_warmstart)
+    return self._observe(data, goal), state
+
+  def step_one(self, key, state, action):
+    import jax
+    import jax.numpy as jnp
+    mjx = _mjx()
+    ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+    goal = state['goal']
+
+    def control_step(carry, _):
+      data, steps, reward = carry
+      active = steps < self._control_steps   # a repeat past the limit does nothing
+      # MJX's step leaves positions-dependent quantities at the state before integrating;
+      # the forward pass brings them to the new state, which dm_control observes.
+      stepped = mjx.forward(self._mx, mjx.step(self._mx, data.replace(ctrl=ctrl)))
+      data = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, data)
+      reward = reward + jnp.where(active, self._task.reward(data, goal), 0.0)
+      return (data, steps + active.astype(jnp.int32), reward), None
+
+    (data, steps, reward), _ = jax.lax.scan(
+        control_step, (self._data(state), state['steps'], jnp.float32(0.0)), None,
+        self._repeat)
+    agent_steps = steps // self._repeat
+    cut = steps >= self._control_steps
+    if self._time_limit:
+      cut = cut | (agent_steps >= self._time_limit)
+    obs = self._observe(data, goal)
+    obs.update(reward=reward.astype(jnp.float32), is_last=cut, is_terminal=jnp.bool_(False))
+    return obs, {'qpos': data.qpos, 'qvel': data.qvel, 'warmstart': data.qacc_warmstart,
+                 'steps': steps, 'goal': goal}

@@ -1,0 +1,126 @@
+"""MJX control tasks (`common/envs/mjx.py`) against dm_control on the same simulator states."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import envs
+from common.envs.config import EnvConfig
+
+from common.envs import mjx as mjx_envs  # noqa: E402  pylint: disable=g-import-not-at-top
+
+try:
+  mjx_envs._mjx()  # pylint: disable=protected-access
+except ValueError:
+  pytest.skip('MuJoCo MJX is installed on Python >= 3.12 only (setup.py)',
+              allow_module_level=True)
+
+# Unoptimised XLA compiles several times faster; the physics is the same.
+FAST = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+
+
+def _env(task, **fields):
+  return mjx_envs.MjxEnv(task, EnvConfig(name=f'mjx_{task}', **{
+      'action_repeat': 1, 'pixels': False, **fields}))
+
+
+def test_tolerance_matches_dm_control():
+  from dm_control.utils import rewards
+  x = np.linspace(-4.0, 14.0, 181)
+  cases = [dict(bounds=(0.0, 0.0), margin=2.0), dict(bounds=(0.0, 0.05)),
+           dict(bounds=(0.0, 0.015), margin=0.015),
+           dict(bounds=(-0.25, 0.25), margin=1.0, value_at_margin=0.0, sigmoid='quadratic'),
+           dict(bounds=(10.0, np.inf), margin=10.0, value_at_margin=0.0, sigmoid='linear')]
+  for case in cases:
+    expected = rewards.tolerance(x, **case)
+    lower, upper = case.pop('bounds')
+    np.testing.assert_allclose(mjx_envs.tolerance(jnp.asarray(x), lower, upper, **case),
+                               expected, atol=1e-6)
+
+
+# Each compiles MJX's step (~20 s on 2 cores); point_mass's code path is reacher's.
+@pytest.mark.parametrize('task,repeat', [
+    ('cartpole_swingup', 2), ('reacher_easy', 1), ('cheetah_run', 1),
+    pytest.param('point_mass_easy', 1, marks=pytest.mark.slow)])
+def test_observations_rewards_and_steps_match_dm_control(task, repeat):
+  # From each state of a dm_control episode (random actions), one MJX agent step with the
+  # same action gives dm_control's next observation, reward (summed over the repeats) and
+  # joint positions.
+  from dm_control import suite
+  from common.envs.dmc import split_task
+  env = _env(task, action_repeat=repeat, time_limit=3)
+  domain, name = split_task(task)
+  reference = suite.load(domain, name, task_kwargs={'random': 3})
+  reference.reset()
+  physics = reference.physics
+  goal = np.zeros(2, np.float32)
+  if domain == 'reacher':  # dm_control moves the target geom; here it is the episode's goal
+    goal = physics.named.model.geom_pos['target', :2].astype(np.float32)
+  step = jax.jit(env.step_one, compiler_options=FAST)
+  rng = np.random.RandomState(0)
+  for _ in range(12):
+    action = rng.uniform(-1, 1, env.act_space.shape).astype(np.float32)
+    state = env.state(physics.data.qpos, physics.data.qvel, goal)
+    # Action bounds are [-1, 1] in these tasks, so the action is dm_control's as it is.
+    reward = sum(reference.step(action).reward for _ in range(repeat))
+    observation = reference.task.get_observation(physics)
+    obs, state = step(jax.random.PRNGKey(0), state, jnp.asarray(action))
+    assert set(obs) == set(observation) | {'reward', 'is_last', 'is_terminal'}
+    for key, value in observation.items():
+      np.testing.assert_allclose(obs[key], np.ravel(value), atol=1e-4, err_msg=key)
+    np.testing.assert_allclose(obs['reward'], reward, atol=1e-5)
+    np.testing.assert_allclose(state['qpos'], physics.data.qpos, atol=1e-5)
+    assert not obs['is_last'] and int(state['steps']) == repeat
+  # Episodes are cut (is_last, not is_terminal) at EnvConfig.time_limit agent steps and at
+  # the task's 1000 control steps, where a repeat past the end does nothing.
+  state = dict(state, steps=jnp.int32(repeat))
+  assert not step(None, state, jnp.asarray(action))[0]['is_last']
+  obs, after = step(None, dict(state, steps=jnp.int32(2 * repeat)), jnp.asarray(action))
+  assert bool(obs['is_last']) and not bool(obs['is_terminal'])
+  obs, after = step(None, dict(state, steps=jnp.int32(999)), jnp.asarray(action))
+  assert bool(obs['is_last']) and int(after['steps']) == 1000
+
+
+def test_initial_states_follow_dm_control():
+  keys = jax.random.split(jax.random.PRNGKey(0), 256)
+
+  def initial(task):
+    env = _env(task)
+    obs, state = jax.jit(jax.vmap(env.reset_one), compiler_options=FAST)(keys)
+    return env, obs, state
+
+  # Reacher: the shoulder (unlimited) over [-pi, pi], the wrist within its range, the target
+  # at radius 0.05-0.20 in every direction, at rest.
+  env, obs, state = initial('reacher_easy')
+  shoulder, wrist = np.asarray(state['qpos']).T
+  assert shoulder.min() < -2.8 and shoulder.max() > 2.8
+  low, high = env.model.jnt_range[1]
+  assert low <= wrist.min() < low + 0.3 and high - 0.3 < wrist.max() <= high
+  radius = np.linalg.norm(np.asarray(state['goal']), axis=-1)
+  assert 0.05 <= radius.min() < 0.07 and 0.18 < radius.max() <= 0.20
+  assert np.all(np.asarray(obs['velocity']) == 0)
+  # Cartpole swing-up: cart near 0, pole hanging down (cos -1), velocities ~0.01.
+  _, obs, state = initial('cartpole_swingup')
+  position = np.asarray(obs['position'])
+  assert np.abs(position[:, 0]).max() < 0.05 and np.all(position[:, 1] < -0.99)
+  assert 0.005 < np.asarray(state['qvel']).std() < 0.02
+
+
+def test_registry_and_suite_defaults():
+  # The dmc suite's action repeat 2, proprio only; Dreamer's default suite for them is
+  # dmc_proprio.
+  from dreamer import configs
+  config = envs.suite_config('mjx_cartpole_balance')
+  assert (config.action_repeat, config.pixels, config.proprio) == (2, False, True)
+  assert isinstance(envs.make_jax(config), mjx_envs.MjxEnv)
+  assert configs.suite_for_env('mjx_cheetah_run') == 'dmc_proprio'
+
+
+def test_bad_names_and_pixels():
+  with pytest.raises(ValueError, match='cartpole_swingup'):
+    envs.check_name(EnvConfig(name='mjx_walker_walk'))
+  with pytest.raises(ValueError, match='no pixels'):
+    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=True,
+                                                  proprio=False))
