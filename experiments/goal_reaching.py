@@ -1,9 +1,9 @@
-"""Goal-reaching with a trained Dreamer world model on DMC (issue 21, item 2).
+"""Goal-reaching with a trained Dreamer world model on DMC and gym tasks (issue 21, item 2).
 
   python -m experiments.goal_reaching --logdir RUN [--planners cem gradient] \
       [--episodes 2] [--goals 5] [--ahead 10] [--replan 1] [--space feat] [--metric euclidean]
 
-Held-out episodes: the run's actor acts (eval mode) in fresh episodes of the run's DMC task
+Held-out episodes: the run's actor acts (eval mode) in fresh episodes of the run's task
 (seeds the run never trained on) while the simulator state, the joint positions and the
 agent's posterior latent are recorded at every step. A goal is the state `--ahead` steps after
 a start state of such an episode. For each (start, goal) pair and each planner, the simulator
@@ -11,8 +11,10 @@ is put back in the start state (same episode, so the same task randomisation), t
 starts from its recorded posterior, and plans toward the goal's recorded latent (cost: the
 distance of the predicted latents to it, `common.planning.goal_contributions`), executing
 the first `--replan` actions of each plan before replanning (`--replan` = the horizon: open
-loop). Success: the joint positions come within `--tolerance` (Euclidean, in the simulator's
-units) of the goal's at any step of the `2 x --ahead` allowed. One JSON line per planner:
+loop). Success: the joint positions come within `--tolerance` of the goal's at any step of the
+`2 x --ahead` allowed (Euclidean, in the simulator's units; Pendulum's angle wraps around).
+Tasks: `dmc_*`, and `gym_*` classic-control Pendulum and gymnasium's MuJoCo envs (their
+simulator state can be restored: `common/envs/dmc.py`, `common/envs/gym.py`). One JSON line per planner:
 success rate, mean closest distance, and planning seconds per env step; one more line for
 doing nothing (the start-to-goal distance), the baseline a planner must beat.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from common import planning
 from common.envs.dmc import DMC
+from common.envs.gym import Gym
 from dreamer import agent as agent_lib
 from dreamer import planning as dreamer_planning
 from dreamer import world_model as wm_lib
@@ -40,10 +43,16 @@ def _batched(obs: dict) -> dict:
   return {key: np.asarray(value)[None] for key, value in obs.items()}
 
 
+def make_env(run, seed: int):
+  """The run's env, as a simulator whose state can be recorded and restored."""
+  suite, task = run.config.env.name.split('_', 1)
+  return (DMC if suite == 'dmc' else Gym)(task, run.config.env, seed)
+
+
 def held_out_episode(run, seed: int, steps: int) -> dict:
   """The actor's episode: physics states, joint positions, posteriors (one per step) and the
   action taken after each."""
-  env = DMC(run.config.env.name.split('_', 1)[1], run.config.env, seed)
+  env = make_env(run, seed)
   policy = jax.jit(run.agent.policy, static_argnums=(4,))
   carry = run.agent.init_policy_carry(1)
   obs, key = env.step(None), jax.random.PRNGKey(seed)
@@ -70,12 +79,13 @@ def reach(run, wm, config, episode, seed, start, ahead, replan, space, tolerance
   goal_latent = jax.tree.map(lambda x: x[None], episode['latent'][start + ahead])
   goal = dreamer_planning.latent_vector(wm, params, goal_latent, space)
   goal_qpos = episode['qpos'][start + ahead]
-  env = DMC(run.config.env.name.split('_', 1)[1], run.config.env, seed)
+  env = make_env(run, seed)
   env.step(None)
   env.restore(episode['state'][start])
+  distance = env.joint_distance
   latent = jax.tree.map(lambda x: x[None], episode['latent'][start])
   plans = jnp.zeros((1, config.horizon, wm.action_dim), jnp.float32)
-  closest = np.linalg.norm(env.joint_positions() - goal_qpos)
+  closest = distance(env.joint_positions(), goal_qpos)
   planning_s, key, offset = 0.0, jax.random.PRNGKey(seed * 1000 + start), replan
   for t in range(2 * ahead):
     if offset == replan:   # `replan` actions of the last plan executed: plan again
@@ -90,14 +100,14 @@ def reach(run, wm, config, episode, seed, start, ahead, replan, space, tolerance
     action = plans[:, offset]
     offset += 1
     obs = env.step(np.asarray(action[0]))
-    closest = min(closest, np.linalg.norm(env.joint_positions() - goal_qpos))
+    closest = min(closest, distance(env.joint_positions(), goal_qpos))
     key, obs_key = jax.random.split(key)
     latent = observe_fn(params, latent, action, _batched(obs), obs_key)
     if closest <= tolerance or obs['is_last']:
       break
   env.close()
   return {'success': bool(closest <= tolerance), 'closest': float(closest),
-          'start_distance': float(np.linalg.norm(episode['qpos'][start] - goal_qpos)),
+          'start_distance': distance(episode['qpos'][start], goal_qpos),
           'planning_s': planning_s, 'steps': t + 1}
 
 
@@ -105,11 +115,20 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
              space='feat', metric='euclidean', tolerance=0.1, length=200, seed=0,
              planner_overrides=None) -> list:
   run = run_checkpoint.load(logdir, 'experiments.goal_reaching')
-  if not run.config.env.name.startswith('dmc_') or run.algo == 'planet':
-    print('experiments.goal_reaching: error: needs a Dreamer run on a DMC task (the simulator '
-          f'state is restored); {logdir} is {run.algo} on {run.config.env.name}.',
+  if not run.config.env.name.startswith(('dmc_', 'gym_')) or run.algo == 'planet':
+    print('experiments.goal_reaching: error: needs a Dreamer run on a DMC or gym task (the '
+          f'simulator state is restored); {logdir} is {run.algo} on {run.config.env.name}.',
           file=sys.stderr)
     raise SystemExit(2)
+  probe = make_env(run, seed)
+  try:
+    probe.step(None)
+    probe.joint_positions()
+  except ValueError as error:
+    print(f'experiments.goal_reaching: error: {error}', file=sys.stderr)
+    raise SystemExit(2) from None
+  finally:
+    probe.close()
   config = dataclasses.replace(run.config.agent.planner, **(planner_overrides or {}))
   planning.check(config)
   replan = min(replan, config.horizon)   # a plan holds `horizon` actions
@@ -146,7 +165,7 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
                             tolerance))
   results.append({'planner': 'none (start within tolerance)', 'attempts': len(attempts),
                   'success_rate': float(np.mean([
-                      np.linalg.norm(ep['qpos'][s] - ep['qpos'][s + ahead]) <= tolerance
+                      probe.joint_distance(ep['qpos'][s], ep['qpos'][s + ahead]) <= tolerance
                       for _, ep, s in attempts])) if attempts else float('nan')})
   return results
 

@@ -116,6 +116,10 @@ class DMC(Env):
   def joint_positions(self) -> np.ndarray:
     return self._env.physics.data.qpos.copy()
 
+  def joint_distance(self, a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two `joint_positions()`, in the simulator's units."""
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
   def restore(self, state: np.ndarray) -> dict:
     """Puts the simulator in `state` (a `physics_state()` of this episode: the task's own
     randomisation, e.g. reacher's target, is not part of it) and returns its observation as

@@ -150,5 +150,50 @@ class Gym(Env):
     return transition(self._obs(raw), reward, is_last=terminated or truncated,
                       is_terminal=terminated)
 
+  # -- simulator state (goal-reaching evaluation, experiments/goal_reaching.py) -----------
+  # Classic-control envs keep their state in `unwrapped.state`; gymnasium's MuJoCo envs in
+  # `data.qpos` / `data.qvel`. Joint positions are defined where the state says what they are.
+
+  def _mujoco(self) -> bool:
+    return hasattr(self._env.unwrapped, 'set_state') and hasattr(self._env.unwrapped, 'data')
+
+  def physics_state(self) -> np.ndarray:
+    unwrapped = self._env.unwrapped
+    if self._mujoco():
+      return np.concatenate([unwrapped.data.qpos, unwrapped.data.qvel]).copy()
+    if getattr(unwrapped, 'state', None) is None:
+      raise ValueError(f'{type(unwrapped).__name__}: no simulator state to record (classic '
+                       'control and MuJoCo envs have one).')
+    return np.array(unwrapped.state, np.float64)
+
+  def joint_positions(self) -> np.ndarray:
+    unwrapped = self._env.unwrapped
+    if self._mujoco():
+      return unwrapped.data.qpos.copy()
+    if type(unwrapped).__name__ == 'PendulumEnv':   # state = (angle, angular velocity)
+      return np.array(unwrapped.state[:1], np.float64)
+    raise ValueError(f'{type(unwrapped).__name__}: joint positions are defined for Pendulum '
+                     'and the MuJoCo envs.')
+
+  def joint_distance(self, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between two `joint_positions()`; Pendulum's angle wraps around."""
+    difference = np.asarray(a) - np.asarray(b)
+    if type(self._env.unwrapped).__name__ == 'PendulumEnv':
+      difference = (difference + np.pi) % (2 * np.pi) - np.pi
+    return float(np.linalg.norm(difference))
+
+  def restore(self, state: np.ndarray) -> dict:
+    """Puts the simulator in `state` (a `physics_state()`) and returns its observation as an
+    episode's first step."""
+    unwrapped = self._env.unwrapped
+    if self._mujoco():
+      qpos = state[:unwrapped.model.nq]
+      unwrapped.set_state(qpos, state[unwrapped.model.nq:])
+    else:
+      unwrapped.state = np.array(state, np.float64)
+    raw = unwrapped._get_obs() if hasattr(unwrapped, '_get_obs') else np.array(state)  # pylint: disable=protected-access
+    self._done, self._steps = False, 0
+    return transition(self._obs(raw), is_first=True)
+
   def close(self):
     self._env.close()

@@ -339,3 +339,26 @@ def test_dmc_restore_puts_the_simulator_back_in_a_recorded_state():
   np.testing.assert_allclose(again.step(action)['position'], seen[4]['position'], rtol=1e-6)
   env.close()
   again.close()
+
+
+def test_gym_restore_and_joint_distance():
+  """Gym.restore (goal reaching) for classic control: Pendulum set back to step 3's state
+  observes what step 3 observed and steps on as the episode did; its angle wraps around."""
+  from common.envs.gym import Gym  # pylint: disable=g-import-not-at-top
+  config = envs.suite_config('gym_Pendulum-v1')
+  env, action = Gym('Pendulum-v1', config, seed=3), np.array([0.5], np.float32)
+  obs, states, seen = env.step(None), [], []
+  for _ in range(5):
+    states.append(env.physics_state())
+    seen.append(obs)
+    obs = env.step(action)
+  again = Gym('Pendulum-v1', config, seed=4)
+  again.step(None)
+  restored = again.restore(states[3])
+  assert restored['is_first']
+  np.testing.assert_allclose(restored['vector'], seen[3]['vector'], rtol=1e-6)
+  np.testing.assert_allclose(again.step(action)['vector'], seen[4]['vector'], rtol=1e-6)
+  np.testing.assert_allclose(again.joint_positions(), states[4][:1])
+  assert abs(again.joint_distance([np.pi - 0.05], [-np.pi + 0.05]) - 0.1) < 1e-9
+  with pytest.raises(ValueError, match='joint positions'):
+    Gym('CartPole-v1', envs.suite_config('gym_CartPole-v1')).joint_positions()
