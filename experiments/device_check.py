@@ -14,9 +14,11 @@ a cap of its own on an accelerator (so a slow compile cannot take the others' ti
      achievement success rates) against env steps, beside DreamerV3's published Crafter score
      at 1M steps (14.5 +- 1.6%; Crafter is the original that Craftax-Classic reimplements),
      and its env steps/s with the wall time that projects to 1M steps;
-  6. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
-  7. the harness at size1m in bfloat16, then at size1m, size12m and size200m in float32;
-  8. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
+  6. `--loop device` against `--loop python` on MuJoCo MJX's cheetah run (DMC locomotion,
+     `mjx_cheetah_run`) at size1m, 1 and 16 seeds;
+  7. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
+  8. the harness at size1m in bfloat16, then at size1m, size12m and size200m in float32;
+  9. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
      schedule (10k agent steps), its last evaluation score beside the published DreamerV3
      curve at that step.
 `--only WORD ...` keeps the measurements whose names hold one of the words.
@@ -81,6 +83,11 @@ def plan(tiny: bool, logdir: str) -> list:
              ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
               '--set', 'run.chunk=16', '--set', 'run.save_every=60',
               '--set', 'replay.capacity=1000000'])
+  # MuJoCo MJX's cheetah (DMC locomotion) in the device loop, 1 and 16 seeds.
+  mjx = (['--size', 'debug', '--steps', '100', '--seeds', '1', '--envs', '2', '--batch', '2',
+          '--length', '8', '--prefill', '32', '--chunk', '25', '--log_every', '1'] if tiny else
+         ['--size', 'size1m', '--steps', '8000', '--python_steps', '2000', '--seeds', '1', '16',
+          '--log_every', '3'])
   loop = ['--size', 'debug', '--updates', '2', '--batch', '2', '--length', '8',
           '--bare_updates', '1'] if tiny else ['--size', 'size12m', '--updates', '100']
   # 10k agent steps = 20k env frames at action repeat 2; the curves start at 10k frames.
@@ -96,6 +103,8 @@ def plan(tiny: bool, logdir: str) -> list:
           'dreamer.main', '--config', 'dreamerv3', '--env', 'craftax_classic', '--loop',
           'device', '--logdir', os.path.join(logdir, 'craftax'),
           '--set', 'run.log_every=30'] + craftax, 150),
+      ('mjx device loop vs python loop', python + [
+          'experiments.bench_device_loop', '--env', 'mjx_cheetah_run'] + mjx, 180),
       ('full loop vs bare step', python + ['experiments.bench_loop'] + loop, 90),
       harness('size1m', 'bfloat16', 60),
       harness('size1m', 'float32', 60),
