@@ -10,6 +10,7 @@ checkpoint), all writing into the run directory:
   evaluate    C in the real environment       -> eval.json, scores.jsonl
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import optax
 
 from common import config as config_lib
+from common import devices
 from common.checkpoint import Checkpointer
 from common.logging import Logger
 from world_models_ha import configs, controller, dream, evolve, mdnrnn, rollouts, vae
@@ -98,6 +100,38 @@ def _episode_lengths(paths):
   return np.asarray(lengths)
 
 
+def placement_for(config, batch_size: int):
+  """Data parallel over `run.train_devices` (common/devices.py) for a stage's batch."""
+  return devices.Placement(dataclasses.replace(config.run, batch_size=batch_size))
+
+
+def vae_train_step(vae_model, optimizer, kl_tolerance: float):
+  """`(state, images [B, H, W, C]) -> (state, metrics)`: one Adam step on V's loss."""
+  def train_step(state, images):
+    key, loss_key = jax.random.split(state['key'])
+    grad_fn = jax.grad(lambda p: vae.loss_fn(vae_model, p, images, loss_key, kl_tolerance),
+                       has_aux=True)
+    grads, metrics = grad_fn(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    return {'params': params, 'opt_state': opt_state, 'key': key}, metrics
+  return train_step
+
+
+def mdnrnn_train_step(rnn_model, optimizer, done_weight: float):
+  """`(state, batch [B, T, ...], carry [B, ...]) -> (state, metrics, carry)`: one step on
+  M's loss, the LSTM state carried on (packed sequences)."""
+  def train_step(state, batch, carry):
+    key, loss_key = jax.random.split(state['key'])
+    grads, (metrics, carry) = jax.grad(
+        lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, done_weight, carry),
+        has_aux=True)(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
+            'key': key}, metrics, carry
+  return train_step
+
+
 def train_vae(config, logger):
   cfg = config.agent.vae
   paths = rollouts.list_episodes(_path(config, 'rollouts'))
@@ -118,18 +152,12 @@ def train_vae(config, logger):
   if step >= total_steps:
     print(f'vae: trained ({step} steps); skipped')
     return
-
-  @jax.jit
-  def train_step(state, images):
-    key, loss_key = jax.random.split(state['key'])
-    grad_fn = jax.grad(lambda p: vae.loss_fn(vae_model, p, images, loss_key, cfg.kl_tolerance),
-                       has_aux=True)
-    grads, metrics = grad_fn(state['params'])
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    return {'params': params, 'opt_state': opt_state, 'key': key}, metrics
-
-  print(f'vae: {frames} frames, {total_steps} steps of batch {cfg.batch_size} (from {step})')
+  placement = placement_for(config, cfg.batch_size)
+  state = placement.put_state(state)
+  train_step = jax.jit(vae_train_step(vae_model, optimizer, cfg.kl_tolerance),
+                       donate_argnums=0)
+  print(f'vae: {frames} frames, {total_steps} steps of batch {cfg.batch_size} (from {step}), '
+        f'{placement.describe()}')
   rng = np.random.default_rng([config.run.seed, step])
   while step < total_steps:
     chunk = rng.permutation(len(paths))[:cfg.chunk_episodes]
@@ -137,7 +165,7 @@ def train_vae(config, logger):
     order = rng.permutation(len(images))
     for begin in range(0, max(1, len(images) - cfg.batch_size + 1), cfg.batch_size):
       batch = images[np.resize(order[begin:begin + cfg.batch_size], cfg.batch_size)]
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, placement.put_batch(batch))
       step += 1
       logger.add(metrics)
       if step % cfg.save_every == 0 or step == total_steps:
@@ -286,20 +314,12 @@ def train_mdnrnn(config, logger):
     return
   with np.load(output) as data:
     series = {key: data[key] for key in data.files}
-  optimizer = rnn_optimizer(cfg)
-
-  @jax.jit
-  def train_step(state, batch, carry):
-    key, loss_key = jax.random.split(state['key'])
-    grads, (metrics, carry) = jax.grad(
-        lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, cfg.done_weight, carry),
-        has_aux=True)(state['params'])
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
-    return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
-            'key': key}, metrics, carry
-
+  placement = placement_for(config, cfg.batch_size)
+  state = placement.put_state(state)
+  train_step = jax.jit(mdnrnn_train_step(rnn_model, rnn_optimizer(cfg), cfg.done_weight),
+                       donate_argnums=0)
   print(f'mdnrnn: {cfg.steps} steps of {cfg.batch_size} x {cfg.seq_len} {cfg.sequences} '
-        f'(from {step})')
+        f'(from {step}), {placement.describe()}')
   rng = np.random.default_rng([config.run.seed, step])
   # 'packed': epochs of consecutive chunks, the state carried along each row (a resumed run
   # starts a new epoch); 'windows': independent windows from a zero state.
@@ -313,12 +333,12 @@ def train_mdnrnn(config, logger):
                            f'{cfg.batch_size * cfg.seq_len} frames, the rollouts hold '
                            f'{int(series["mask"].sum())}; collect more episodes or lower '
                            'agent.mdnrnn.batch_size / seq_len.')
-        carry = mdnrnn.initial_carry(rnn_model, cfg.batch_size)
+        carry = placement.put_batch(mdnrnn.initial_carry(rnn_model, cfg.batch_size))
       batch = chunks.pop(0)
     else:
       batch = sample_windows(series, rng, cfg.batch_size, cfg.seq_len)
-      carry = mdnrnn.initial_carry(rnn_model, cfg.batch_size)
-    state, metrics, carry = train_step(state, batch, carry)
+      carry = placement.put_batch(mdnrnn.initial_carry(rnn_model, cfg.batch_size))
+    state, metrics, carry = train_step(state, placement.put_batch(batch), carry)
     step += 1
     logger.add(metrics)
     if step % cfg.save_every == 0 or step == cfg.steps:

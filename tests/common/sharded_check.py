@@ -2,6 +2,7 @@
 
 `step`: one DreamerV3 (debug size, vector observations) train step on the same batch, single device vs split
 over 4 devices with common.devices.Placement; prints the largest differences as JSON.
+`world_models`: World Models' VAE and MDN-RNN steps, single device vs 4.
 `loop`: the shared train loop (tiny agent) on 4 train devices, acting on device 1.
 `distributed PROCESS PORT`: one of two processes of a jax.distributed run (tiny agent);
 each feeds its own half of a global batch and both take three sharded steps; prints the
@@ -53,6 +54,53 @@ def step():
       'loss': [float(metrics1['loss']), float(metrics4['loss'])],
       'max_param_diff': max(diffs), 'param_scale': scale,
       'param_spec': str(jax.tree.leaves(state4.params)[0].sharding.spec)}))
+
+
+def world_models():
+  """World Models' V (VAE) and M (MDN-RNN) train steps, single device vs 4 (data parallel
+  through world_models_ha.main.placement_for), on the same batch."""
+  import optax
+  from common import config as config_lib
+  from world_models_ha import configs, main, mdnrnn
+  config = config_lib.parse(['--env', 'car_racing', '--logdir', '/tmp/s'], configs.PRESETS)
+  vae_model, rnn_model, _ = main.build_models(config)
+  rng = np.random.default_rng(0)
+  key = jax.random.PRNGKey(0)
+  fast = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+  vae_params = main.vae.init_params(vae_model, key)
+  # Plain SGD for V: Adam's first step is lr * sign(g), which turns float noise in near-zero
+  # gradients into full-size differences; what is compared is the data-parallel gradient.
+  optimizer = optax.sgd(1e-4)
+  vae_state = {'params': vae_params, 'opt_state': optimizer.init(vae_params), 'key': key}
+  images = rng.uniform(size=(8, 64, 64, 3)).astype(np.float32)
+  rnn_state = main._rnn_state(config, rnn_model, key)  # pylint: disable=protected-access
+  z, steps, actions = config.agent.vae.z_size, 6, 3
+  batch = {'mean': rng.normal(size=(8, steps + 1, z)).astype(np.float32),
+           'logvar': rng.normal(size=(8, steps + 1, z)).astype(np.float32) * 0.1 - 1,
+           'action': rng.uniform(-1, 1, (8, steps, actions)).astype(np.float32),
+           'done': np.zeros((8, steps), np.float32), 'mask': np.ones((8, steps), bool)}
+  if rnn_model.restart_input:
+    batch['restart'] = np.zeros((8, steps), np.float32)
+  carry = mdnrnn.initial_carry(rnn_model, 8)
+  vae_step = main.vae_train_step(vae_model, optimizer, config.agent.vae.kl_tolerance)
+  rnn_step = main.mdnrnn_train_step(rnn_model, main.rnn_optimizer(config.agent.mdnrnn),
+                                    config.agent.mdnrnn.done_weight)
+  placement = main.placement_for(config, 8)
+  out = {'devices': placement.train_devices}
+  for name, step_fn, state, args in (('vae', vae_step, vae_state, (images,)),
+                                     ('mdnrnn', rnn_step, rnn_state, (batch, carry))):
+    single = jax.jit(step_fn, compiler_options=fast)(state, *args)
+    sharded = jax.jit(step_fn, compiler_options=fast)(
+        placement.put_state(state), *[placement.put_batch(arg) for arg in args])
+    params = [jax.tree.leaves(result[0]['params']) for result in (single, sharded)]
+    out[name] = {
+        'loss': [float(single[1][f'{name}/loss']), float(sharded[1][f'{name}/loss'])],
+        'max_param_diff': max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                              for a, b in zip(*params)),
+        'param_scale': max(float(np.max(np.abs(np.asarray(a)))) for a in params[0]),
+        'batch_shards': len(placement.put_batch(args[0] if name == 'vae' else args[0]['mean'])
+                            .addressable_shards)}
+  print(json.dumps(out))
 
 
 def _tiny():
@@ -107,6 +155,8 @@ def loop():
 if __name__ == '__main__':
   if sys.argv[1] == 'step':
     step()
+  elif sys.argv[1] == 'world_models':
+    world_models()
   elif sys.argv[1] == 'loop':
     loop()
   elif sys.argv[1] == 'distributed':

@@ -38,6 +38,18 @@ def test_sharded_step_equals_single_device_step():
   assert result['max_param_diff'] <= 1e-5 * result['param_scale']
 
 
+def test_world_models_vae_and_mdnrnn_steps_split_over_four_devices_equal_one():
+  out = subprocess.run([sys.executable, CHECK, 'world_models'], env=_env(4), capture_output=True,
+                       text=True, timeout=600, check=True).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result['devices'] == 4
+  for name in ('vae', 'mdnrnn'):
+    single, sharded = result[name]['loss']
+    assert result[name]['batch_shards'] == 4
+    assert abs(single - sharded) <= 1e-5 * abs(single), name
+    assert result[name]['max_param_diff'] <= 1e-5 * result[name]['param_scale'], name
+
+
 def test_two_process_distributed_run_takes_steps():
   port = _free_port()
   procs = [subprocess.Popen([sys.executable, CHECK, 'distributed', str(i), str(port)],
