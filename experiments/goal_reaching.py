@@ -3,7 +3,8 @@
   python -m experiments.goal_reaching --logdir RUN [--planners cem gradient] \
       [--episodes 2] [--goals 5] [--ahead 10] [--replan 1] [--space feat] [--metric euclidean]
 
-Held-out episodes: the run's actor acts (eval mode) in fresh episodes of the run's task
+Held-out episodes: the run's actor acts (eval mode; `--behaviour random`: uniform random
+actions, each held 10 steps) in fresh episodes of the run's task
 (seeds the run never trained on) while the simulator state, the joint positions and the
 agent's posterior latent are recorded at every step. A goal is the state `--ahead` steps after
 a start state of such an episode. For each (start, goal) pair and each planner, the simulator
@@ -37,6 +38,9 @@ from dreamer import world_model as wm_lib
 from experiments import run_checkpoint
 
 HELD_OUT_SEED = 10_000   # episode seeds far from the run's own (run.seed + worker)
+# `--behaviour random` holds each uniform random action this many steps: i.i.d. actions
+# average out and leave a damped body (point_mass) where it started.
+RANDOM_HOLD = 10
 
 
 def _batched(obs: dict) -> dict:
@@ -49,9 +53,10 @@ def make_env(run, seed: int):
   return (DMC if suite == 'dmc' else Gym)(task, run.config.env, seed)
 
 
-def held_out_episode(run, seed: int, steps: int) -> dict:
-  """The actor's episode: physics states, joint positions, posteriors (one per step) and the
-  action taken after each."""
+def held_out_episode(run, seed: int, steps: int, behaviour: str = 'actor') -> dict:
+  """An episode of the actor (eval mode) or of uniform random actions: physics states, joint
+  positions, posteriors (one per step) and the action taken after each."""
+  rng = np.random.default_rng(seed)
   env = make_env(run, seed)
   policy = jax.jit(run.agent.policy, static_argnums=(4,))
   carry = run.agent.init_policy_carry(1)
@@ -62,6 +67,11 @@ def held_out_episode(run, seed: int, steps: int) -> dict:
     record['qpos'].append(env.joint_positions())
     key, act_key = jax.random.split(key)
     action, carry = policy(run.state, carry, _batched(obs), act_key, 'eval')
+    if behaviour == 'random':   # the posterior above is the agent's; the action is not
+      if len(record['action']) % RANDOM_HOLD == 0:
+        held = jnp.asarray(rng.uniform(-1, 1, action.shape), jnp.float32)
+      action = held
+      carry = dict(carry, action=action)
     record['latent'].append(jax.tree.map(lambda x: np.asarray(x[0]), carry['latent']))
     record['action'].append(np.asarray(action[0]))
     obs = env.step(np.asarray(action[0]))
@@ -113,7 +123,7 @@ def reach(run, wm, config, episode, seed, start, ahead, replan, space, tolerance
 
 def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10, replan=1,
              space='feat', metric='euclidean', tolerance=0.1, length=200, seed=0,
-             planner_overrides=None) -> list:
+             planner_overrides=None, behaviour='actor') -> list:
   run = run_checkpoint.load(logdir, 'experiments.goal_reaching')
   if not run.config.env.name.startswith(('dmc_', 'gym_')) or run.algo == 'planet':
     print('experiments.goal_reaching: error: needs a Dreamer run on a DMC or gym task (the '
@@ -140,7 +150,7 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
   attempts = []
   for e in range(episodes):
     episode_seed = HELD_OUT_SEED + seed * 100 + e
-    episode = held_out_episode(run, episode_seed, length)
+    episode = held_out_episode(run, episode_seed, length, behaviour)
     last = len(episode['state']) - ahead - 1
     if last < 0:
       continue
@@ -161,8 +171,8 @@ def evaluate(logdir, planners=('cem', 'gradient'), episodes=2, goals=5, ahead=10
     outcomes = [reach(run, wm, config, episode, episode_seed, start, ahead, replan, space,
                       tolerance, (plan_fn, observe_fn))
                 for episode_seed, episode, start in attempts]
-    results.append(_summary(kind, outcomes, logdir, run, ahead, replan, space, metric,
-                            tolerance))
+    results.append(dict(_summary(kind, outcomes, logdir, run, ahead, replan, space, metric,
+                                 tolerance), behaviour=behaviour))
   results.append({'planner': 'none (start within tolerance)', 'attempts': len(attempts),
                   'success_rate': float(np.mean([
                       probe.joint_distance(ep['qpos'][s], ep['qpos'][s + ahead]) <= tolerance
@@ -199,6 +209,10 @@ def main(argv=None):
   parser.add_argument('--tolerance', type=float, default=0.1)
   parser.add_argument('--length', type=int, default=200, help='steps of a held-out episode')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--behaviour', default='actor', choices=('actor', 'random'),
+                      help='who acts in the held-out episodes: the actor (eval mode) or '
+                           'uniform random actions held 10 steps (where the actor hardly '
+                           'moves)')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help='planner size, e.g. --set candidates=256 (agent.planner.*)')
   args = parser.parse_args(argv)
@@ -213,7 +227,7 @@ def main(argv=None):
     parser.error('--episodes, --goals, --ahead and --replan must be >= 1.')
   results = evaluate(args.logdir, args.planners, args.episodes, args.goals, args.ahead,
                      args.replan, args.space, args.metric, args.tolerance, args.length,
-                     args.seed, overrides)
+                     args.seed, overrides, args.behaviour)
   for result in results:
     print(json.dumps(result), flush=True)
   return results
