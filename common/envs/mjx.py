@@ -246,9 +246,9 @@ class MjxEnv(JaxEnv):
     mjx = _mjx()
     if config.action_repeat < 1:
       raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat} must be >= 1.')
-    if config.pixels and not config.proprio:
+    if config.pixels or not config.proprio:
       raise ValueError('EnvConfig: mjx envs have no pixels (MJX does not render in JAX); '
-                       'use proprio=True.')
+                       'use pixels=False, proprio=True.')
     self._repeat = int(config.action_repeat)
     self._control_steps = 1000   # every task here: time limit / control timestep
     self._time_limit = int(config.time_limit)

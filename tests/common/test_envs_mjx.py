@@ -122,5 +122,4 @@ def test_bad_names_and_pixels():
   with pytest.raises(ValueError, match='cartpole_swingup'):
     envs.check_name(EnvConfig(name='mjx_walker_walk'))
   with pytest.raises(ValueError, match='no pixels'):
-    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=True,
-                                                  proprio=False))
+    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=True))
