@@ -91,7 +91,7 @@ def plan(tiny: bool, logdir: str) -> list:
   loop = ['--size', 'debug', '--updates', '2', '--batch', '2', '--length', '8',
           '--bare_updates', '1'] if tiny else ['--size', 'size12m', '--updates', '100']
   # 10k agent steps = 20k env frames at action repeat 2; the curves start at 10k frames.
-  learning_steps = 400 if tiny else 10_000
+  learning_steps = 200 if tiny else 10_000
   return [
       harness('size12m', 'bfloat16', 100),
       ('device loop vs python loop', python + [

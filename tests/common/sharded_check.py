@@ -60,6 +60,7 @@ def world_models():
   """World Models' V (VAE) and M (MDN-RNN) train steps, single device vs 4 (data parallel
   through world_models_ha.main.placement_for), on the same batch."""
   import optax
+  BATCH = 8  # pylint: disable=invalid-name
   from common import config as config_lib
   from world_models_ha import configs, main, mdnrnn
   config = config_lib.parse(['--env', 'car_racing', '--logdir', '/tmp/s'], configs.PRESETS)
@@ -68,24 +69,24 @@ def world_models():
   key = jax.random.PRNGKey(0)
   fast = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
   vae_params = main.vae.init_params(vae_model, key)
-  # Plain SGD for V: Adam's first step is lr * sign(g), which turns float noise in near-zero
+  # Plain SGD: Adam's first step is lr * sign(g), which turns float noise in near-zero
   # gradients into full-size differences; what is compared is the data-parallel gradient.
   optimizer = optax.sgd(1e-4)
   vae_state = {'params': vae_params, 'opt_state': optimizer.init(vae_params), 'key': key}
-  images = rng.uniform(size=(8, 64, 64, 3)).astype(np.float32)
+  images = rng.uniform(size=(BATCH, 64, 64, 3)).astype(np.float32)
   rnn_state = main._rnn_state(config, rnn_model, key)  # pylint: disable=protected-access
   z, steps, actions = config.agent.vae.z_size, 6, 3
-  batch = {'mean': rng.normal(size=(8, steps + 1, z)).astype(np.float32),
-           'logvar': rng.normal(size=(8, steps + 1, z)).astype(np.float32) * 0.1 - 1,
-           'action': rng.uniform(-1, 1, (8, steps, actions)).astype(np.float32),
-           'done': np.zeros((8, steps), np.float32), 'mask': np.ones((8, steps), bool)}
+  batch = {'mean': rng.normal(size=(BATCH, steps + 1, z)).astype(np.float32),
+           'logvar': rng.normal(size=(BATCH, steps + 1, z)).astype(np.float32) * 0.1 - 1,
+           'action': rng.uniform(-1, 1, (BATCH, steps, actions)).astype(np.float32),
+           'done': np.zeros((BATCH, steps), np.float32), 'mask': np.ones((BATCH, steps), bool)}
   if rnn_model.restart_input:
-    batch['restart'] = np.zeros((8, steps), np.float32)
-  carry = mdnrnn.initial_carry(rnn_model, 8)
+    batch['restart'] = np.zeros((BATCH, steps), np.float32)
+  carry = mdnrnn.initial_carry(rnn_model, BATCH)
   vae_step = main.vae_train_step(vae_model, optimizer, config.agent.vae.kl_tolerance)
-  rnn_step = main.mdnrnn_train_step(rnn_model, main.rnn_optimizer(config.agent.mdnrnn),
-                                    config.agent.mdnrnn.done_weight)
-  placement = main.placement_for(config, 8)
+  rnn_state = dict(rnn_state, opt_state=optimizer.init(rnn_state['params']))
+  rnn_step = main.mdnrnn_train_step(rnn_model, optimizer, config.agent.mdnrnn.done_weight)
+  placement = main.placement_for(config, BATCH)
   out = {'devices': placement.train_devices}
   for name, step_fn, state, args in (('vae', vae_step, vae_state, (images,)),
                                      ('mdnrnn', rnn_step, rnn_state, (batch, carry))):

@@ -23,7 +23,7 @@ def test_tiny_dry_run_writes_results_and_compares_with_the_curve(tmp_path):
   planet = steps['planet planning latency']['results'][0]
   assert planet['step_s_median'] > 0 and planet['candidates'] == 10
   learned = steps['dreamerv3 learning dmc_cartpole_balance']['results'][-1]
-  assert learned['agent_step'] == 400 and learned['env_steps'] == 800
+  assert learned['agent_step'] == 200 and learned['env_steps'] == 400
   reference = os.path.join(ROOT, '..', 'shared', 'reference_scores',
                            'dmc_proprio-dreamerv3.json.gz')
   if os.path.exists(reference):   # the published curve, read where it lies
