@@ -15,9 +15,9 @@ the first `--replan` actions of each plan before replanning (`--replan` = the ho
 loop). Success: the joint positions come within `--tolerance` of the goal's at any step of the
 `2 x --ahead` allowed (Euclidean, in the simulator's units; Pendulum's angle wraps around).
 Tasks: `dmc_*`, and `gym_*` classic-control Pendulum and gymnasium's MuJoCo envs (their
-simulator state can be restored: `common/envs/dmc.py`, `common/envs/gym.py`). One JSON line per planner:
-success rate, mean closest distance, and planning seconds per env step; one more line for
-doing nothing (the start-to-goal distance), the baseline a planner must beat.
+simulator state can be restored: `common/envs/dmc.py`, `common/envs/gym.py`). One JSON line
+per planner: success rate, mean closest distance, and planning seconds per env step; one more
+line for doing nothing (the start-to-goal distance), the baseline a planner must beat.
 """
 import argparse
 import dataclasses

@@ -105,30 +105,33 @@ def placement_for(config, batch_size: int):
   return devices.Placement(dataclasses.replace(config.run, batch_size=batch_size))
 
 
+def _apply(optimizer, state, grads, key) -> dict:
+  """The stage state {params, opt_state, key} after one optimizer step on `grads`."""
+  updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+  return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
+          'key': key}
+
+
 def vae_train_step(vae_model, optimizer, kl_tolerance: float):
-  """`(state, images [B, H, W, C]) -> (state, metrics)`: one Adam step on V's loss."""
+  """`(state, images [B, H, W, C]) -> (state, metrics)`: one optimizer step on V's loss."""
   def train_step(state, images):
     key, loss_key = jax.random.split(state['key'])
-    grad_fn = jax.grad(lambda p: vae.loss_fn(vae_model, p, images, loss_key, kl_tolerance),
-                       has_aux=True)
-    grads, metrics = grad_fn(state['params'])
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    return {'params': params, 'opt_state': opt_state, 'key': key}, metrics
+    grads, metrics = jax.grad(
+        lambda p: vae.loss_fn(vae_model, p, images, loss_key, kl_tolerance),
+        has_aux=True)(state['params'])
+    return _apply(optimizer, state, grads, key), metrics
   return train_step
 
 
 def mdnrnn_train_step(rnn_model, optimizer, done_weight: float):
-  """`(state, batch [B, T, ...], carry [B, ...]) -> (state, metrics, carry)`: one step on
-  M's loss, the LSTM state carried on (packed sequences)."""
+  """`(state, batch [B, T, ...], carry [B, ...]) -> (state, metrics, carry)`: one optimizer
+  step on M's loss, the LSTM state carried on (packed sequences)."""
   def train_step(state, batch, carry):
     key, loss_key = jax.random.split(state['key'])
     grads, (metrics, carry) = jax.grad(
         lambda p: mdnrnn.loss_fn(rnn_model, p, batch, loss_key, done_weight, carry),
         has_aux=True)(state['params'])
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
-    return {'params': optax.apply_updates(state['params'], updates), 'opt_state': opt_state,
-            'key': key}, metrics, carry
+    return _apply(optimizer, state, grads, key), metrics, carry
   return train_step
 
 

@@ -157,6 +157,9 @@ class Gym(Env):
   def _mujoco(self) -> bool:
     return hasattr(self._env.unwrapped, 'set_state') and hasattr(self._env.unwrapped, 'data')
 
+  def _pendulum(self) -> bool:   # state = (angle, angular velocity)
+    return type(self._env.unwrapped).__name__ == 'PendulumEnv'
+
   def physics_state(self) -> np.ndarray:
     unwrapped = self._env.unwrapped
     if self._mujoco():
@@ -170,7 +173,7 @@ class Gym(Env):
     unwrapped = self._env.unwrapped
     if self._mujoco():
       return unwrapped.data.qpos.copy()
-    if type(unwrapped).__name__ == 'PendulumEnv':   # state = (angle, angular velocity)
+    if self._pendulum():
       return np.array(unwrapped.state[:1], np.float64)
     raise ValueError(f'{type(unwrapped).__name__}: joint positions are defined for Pendulum '
                      'and the MuJoCo envs.')
@@ -178,7 +181,7 @@ class Gym(Env):
   def joint_distance(self, a: np.ndarray, b: np.ndarray) -> float:
     """Distance between two `joint_positions()`; Pendulum's angle wraps around."""
     difference = np.asarray(a) - np.asarray(b)
-    if type(self._env.unwrapped).__name__ == 'PendulumEnv':
+    if self._pendulum():
       difference = (difference + np.pi) % (2 * np.pi) - np.pi
     return float(np.linalg.norm(difference))
 

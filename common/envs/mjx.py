@@ -77,13 +77,15 @@ def tolerance(x, lower=0.0, upper=0.0, margin=0.0, sigmoid='gaussian', value_at_
 
 
 class _Task:
-  """One dm_control task: `initial(key, model) -> (qpos, qvel, goal)`, `observe(data, goal)`,
+  """One dm_control task: `initial(key) -> (qpos, qvel, goal)`, `observe(data, goal)`,
   `reward(data, goal)`; `goal` is the per-episode randomisation that lives in the model in
-  dm_control (reacher's target), [2] (zeros where there is none)."""
+  dm_control (reacher's target), [2] (zeros where there is none). An episode starts after
+  `settle_steps` simulator steps from the initial state (cheetah's 200)."""
 
-  def __init__(self, model, target_size=None):
+  settle_steps = 0
+
+  def __init__(self, model):
     self.model = model            # mujoco.MjModel (host)
-    self.target_size = target_size
 
   def geom(self, name):
     import mujoco
@@ -150,6 +152,10 @@ class _Reacher(_Task):
   """dm_control reacher.Reacher: the target's position is drawn per episode (in dm_control
   it moves the target geom in the model; here it is the episode's `goal`, and the target
   geom, which collides with nothing, is never read)."""
+
+  def __init__(self, model, target_size: float):
+    super().__init__(model)
+    self.target_size = target_size
 
   def initial(self, key):
     import jax
@@ -253,7 +259,7 @@ class MjxEnv(JaxEnv):
     self._control_steps = 1000   # every task here: time limit / control timestep
     self._time_limit = int(config.time_limit)
     self.model, self._task = _make_task(task)
-    self.expensive_reset = isinstance(self._task, _Cheetah)
+    self.expensive_reset = self._task.settle_steps > 0
     self._mx = mjx.put_model(self.model)
     self._blank = mjx.make_data(self._mx)
     self._low = np.asarray(self.model.actuator_ctrlrange[:, 0], np.float32)
@@ -289,7 +295,7 @@ class MjxEnv(JaxEnv):
     qpos, qvel, goal = self._task.initial(key)
     state = self.state(qpos, qvel, goal)
     data = self._data(state)
-    if isinstance(self._task, _Cheetah):
+    if self._task.settle_steps:
       data = jax.lax.fori_loop(0, self._task.settle_steps,
                                lambda _, data: mjx.step(self._mx, data), data)
     data = mjx.forward(self._mx, data)

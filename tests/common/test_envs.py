@@ -319,17 +319,24 @@ def test_gym_module_id_imports_the_users_module(tmp_path, monkeypatch):
     envs.make('gym_no_such_module:X-v0')
 
 
+def record_states(env, action, steps):
+  """The simulator states and observations of an episode's first `steps` steps under a fixed
+  action (restore tests)."""
+  obs, states, seen = env.step(None), [], []
+  for _ in range(steps):
+    states.append(env.physics_state())
+    seen.append(obs)
+    obs = env.step(action)
+  return states, seen
+
+
 def test_dmc_restore_puts_the_simulator_back_in_a_recorded_state():
   """DMC.restore (goal reaching): the same episode (seed), set back to step 3's physics
   state, observes what step 3 observed and steps on as the episode did."""
   from common.envs.dmc import DMC  # pylint: disable=g-import-not-at-top
   config = EnvConfig(name='dmc_reacher_easy', pixels=False, proprio=True, action_repeat=2)
   env, action = DMC('reacher_easy', config, seed=3), np.array([0.5, -0.3], np.float32)
-  obs, states, seen = env.step(None), [], []
-  for _ in range(5):
-    states.append(env.physics_state())
-    seen.append(obs)
-    obs = env.step(action)
+  states, seen = record_states(env, action, 5)
   again = DMC('reacher_easy', config, seed=3)
   again.step(None)
   restored = again.restore(states[3])
@@ -347,11 +354,7 @@ def test_gym_restore_and_joint_distance():
   from common.envs.gym import Gym  # pylint: disable=g-import-not-at-top
   config = envs.suite_config('gym_Pendulum-v1')
   env, action = Gym('Pendulum-v1', config, seed=3), np.array([0.5], np.float32)
-  obs, states, seen = env.step(None), [], []
-  for _ in range(5):
-    states.append(env.physics_state())
-    seen.append(obs)
-    obs = env.step(action)
+  states, seen = record_states(env, action, 5)
   again = Gym('Pendulum-v1', config, seed=4)
   again.step(None)
   restored = again.restore(states[3])
