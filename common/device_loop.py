@@ -79,6 +79,9 @@ def check(config):
     raise ValueError('--loop device trains only: run.eval_every, --eval_only and '
                      'run.offline_replay belong to --loop python (which reads its '
                      'checkpoints).')
+  if jax.process_count() > 1:
+    raise ValueError('--loop device runs on one host; several hosts (run.processes) belong to '
+                     '--loop python.')
   if len(jax.local_devices()) > 1 and (run.train_devices or run.policy_devices != (0,)):
     raise ValueError('--loop device runs on one device; run.train_devices and '
                      'run.policy_devices belong to --loop python.')

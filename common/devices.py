@@ -82,9 +82,12 @@ class Placement:
     self.replicated = NamedSharding(self.train_mesh, PartitionSpec())
     self.batch_sharding = NamedSharding(self.train_mesh, PartitionSpec(AXIS))
     self.policy_replicated = NamedSharding(self.policy_mesh, PartitionSpec())
+    # One row per host, for what differs between hosts (each one's policy RNG).
+    self.host_rows = NamedSharding(Mesh(np.array(_global_devices(train_local[:1])), ('hosts',)),
+                                   PartitionSpec('hosts'))
     self.local_train_devices = len(train_local)
     self.same_devices = list(self.policy_mesh.devices.flat) == list(self.train_mesh.devices.flat)
-    batch = run_config.batch_size
+    self.run_batch_size = batch = run_config.batch_size
     if batch % self.local_train_devices:
       raise ValueError(f'run.batch_size={batch} must be divisible by the '
                        f'{self.local_train_devices} train devices (run.train_devices), which '
@@ -109,13 +112,39 @@ class Placement:
     """The train state where the policy runs (itself where the devices are the same)."""
     if self.same_devices:
       return state
+    if jax.process_count() > 1:
+      # A global array cannot move to this host's devices alone; its local copy can.
+      state = jax.tree.map(lambda x: x.addressable_data(0), state)
     return jax.device_put(state, self.policy_replicated)
+
+  def local_rows(self, tree):
+    """This host's rows of a replicated global batch output (its local batch's rows: the
+    global batch is the hosts' local batches side by side, in process order)."""
+    if jax.process_count() == 1:
+      return tree
+    rows = self.run_batch_size
+    start = jax.process_index() * rows
+    return jax.tree.map(lambda x: x.addressable_data(0)[start:start + rows], tree)
 
   def policy_sharding(self, num_envs: int):
     """The environments split over the policy devices where their number divides."""
     if num_envs % self.policy_mesh.devices.size == 0:
       return NamedSharding(self.policy_mesh, PartitionSpec(AXIS))
     return self.policy_replicated
+
+  def stack_hosts(self, tree):
+    """Values that differ between hosts as global arrays [hosts, ...] (row p from host p),
+    which a multi-host checkpoint can hold; with one host, `tree` itself."""
+    if jax.process_count() == 1:
+      return tree
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+        self.host_rows, np.asarray(x)[None]), tree)
+
+  def own_row(self, tree):
+    """This host's row of `stack_hosts`' arrays; with one host, `tree` itself."""
+    if jax.process_count() == 1:
+      return tree
+    return jax.tree.map(lambda x: x.addressable_data(0)[0], tree)
 
   def describe(self) -> str:
     kinds = {d.device_kind for d in self.train_mesh.devices.flat}

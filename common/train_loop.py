@@ -30,7 +30,10 @@ Host-device syncs stay out of the inner loop: train metrics stay on device
 until a metric line is written. Batches are sampled `run.prefetch` updates ahead in a
 thread and put on the devices there (`common/prefetch.py`); the train step is data
 parallel over `run.train_devices` and the policy runs on `run.policy_devices`
-(`common/devices.py`).
+(`common/devices.py`). Over several hosts, the loops agree on their clocks, stop signals and
+the start of training (`common/host_sync.py`) so that every host enters the same train steps,
+reports and checkpoints; host p seeds its envs, replay and actions apart and logs under
+`hosts/<p>/` (process 0 in the run directory).
 """
 import fractions
 import logging as _pylogging
@@ -47,6 +50,7 @@ import numpy as np
 from common import checkpoint as checkpoint_lib
 from common import config as config_lib
 from common import devices as devices_lib
+from common import host_sync as host_sync_lib
 from common import logging as logging_lib
 from common import prefetch as prefetch_lib
 from common import replay as replay_lib
@@ -54,6 +58,7 @@ from common.driver import Driver
 
 _log = _pylogging.getLogger(__name__)
 _GUARD_EVERY = 1.0  # seconds between checks of the non-finite guard
+_HOST_SEED_STRIDE = 1_000_000  # host p of a multi-host run seeds its envs with run.seed + p * this
 
 
 class NonFiniteError(SystemExit):
@@ -127,15 +132,24 @@ class _Loop:
     self.run_config = run_config = config.run
     self.logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
     os.makedirs(self.logdir, exist_ok=True)
+    self.sync = host_sync_lib.HostSync()
+    # Over several hosts, one run directory holds the checkpoints (written by all hosts
+    # together) and process 0's logs and replay; every other host logs and keeps its replay
+    # in hosts/<process>/ (not a run of its own: plots skip it).
+    self.host_dir = (self.logdir if self.sync.process == 0 else
+                     os.path.join(self.logdir, 'hosts', str(self.sync.process)))
+    # Each host's envs, replay sampling and actions get their own seed; the parameters are
+    # initialised from run.seed alone, the same on every host.
+    self.host_seed = run_config.seed + _HOST_SEED_STRIDE * self.sync.process
     self.make_env = make_env or _default_make_env
     self.stream = stream
     self.batch_steps = run_config.batch_size * run_config.batch_length
     self.train_env = self.eval_env = None
     offline = bool(run_config.offline_replay)
     if not run_config.eval_only and not offline:
-      self.train_env = self.make_env(config.env, run_config.envs, run_config.seed)
+      self.train_env = self.make_env(config.env, run_config.envs, self.host_seed)
     if run_config.eval_only or run_config.eval_every or offline:
-      self.eval_env = self.make_env(config.env, run_config.eval_envs, run_config.seed + 10_000)
+      self.eval_env = self.make_env(config.env, run_config.eval_envs, self.host_seed + 10_000)
     spaces_from = self.train_env or self.eval_env
     self.obs_space = strip_log(spaces_from.obs_space)
     self.act_space = spaces_from.act_space
@@ -152,6 +166,8 @@ class _Loop:
       print(self.placement.describe() + '.', file=stream)
     key = jax.random.PRNGKey(run_config.seed)
     init_key, policy_key = jax.random.split(key)
+    if self.sync.process:
+      policy_key = jax.random.fold_in(policy_key, self.sync.process)
     self.state = self.placement.put_state(self.agent.init(init_key))
     self.policy_key = jax.device_put(policy_key, self.placement.policy_replicated)
     self._policy_state = None   # the train state copied where the policy runs, until an update
@@ -173,10 +189,10 @@ class _Loop:
     # The state stays replicated over the train devices; the batch arrives split.
     self.train = jax.jit(train_step, donate_argnums=0,
                          out_shardings=self.placement.replicated)
-    self.report = jax.jit(self.agent.report)
+    self.report = jax.jit(self.agent.report, out_shardings=self.placement.replicated)
     self.checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(self.logdir, 'checkpoints'), run_config.keep_checkpoints)
-    self.logger = logging_lib.Logger(self.logdir, run_config.steps, stream=stream)
+    self.logger = logging_lib.Logger(self.host_dir, run_config.steps, stream=stream)
     self.step = 0
     self.ratio = None
     self.signals = StopSignals()
@@ -206,14 +222,17 @@ class _Loop:
     meta = {'agent_steps': self.step, 'updates': self.ratio.updates if self.ratio else 0,
             'train_start': self.ratio.start if self.ratio else 0,
             'replay': replay.stats() if replay is not None else {}}
-    self.checkpointer.save(self.step, {'agent': self.state, 'policy_key': self.policy_key}, meta)
+    self.checkpointer.save(self.step, {'agent': self.state,
+                                       'policy_key': self.placement.stack_hosts(self.policy_key)},
+                           meta)
     _log.info('Saved checkpoint %s/%d.', self.checkpointer.directory, self.step)
 
   def restore(self, checkpointer, step=None):
-    target = {'agent': self.state, 'policy_key': self.policy_key}
+    target = {'agent': self.state, 'policy_key': self.placement.stack_hosts(self.policy_key)}
     restored, meta = checkpointer.restore(target, step)
     self.state = self.placement.put_state(restored['agent'])
-    self.policy_key = jax.device_put(restored['policy_key'], self.placement.policy_replicated)
+    self.policy_key = jax.device_put(self.placement.own_row(restored['policy_key']),
+                                     self.placement.policy_replicated)
     self._policy_state = None
     return meta
 
@@ -250,7 +269,7 @@ class _Loop:
     """Writes the previous update's latents back into replay (V3 replay context)."""
     if self.pending_entries is not None and replay is not None:
       where, entries = self.pending_entries
-      entries = jax.device_get(entries)
+      entries = jax.device_get(self.placement.local_rows(entries))
       with self.replay_lock:
         replay.update(where, self.agent.replay_context, entries)
     self.pending_entries = None
@@ -289,7 +308,7 @@ class _Loop:
         batch = replay.sample(self.run_config.batch_size, self.window)
     except ValueError:
       return
-    metrics = jax.device_get(self.report(self.state, batch))
+    metrics = jax.device_get(self.report(self.state, self.placement.put_batch(batch)))
     self.logger.add(metrics, prefix='report')
 
   def evaluate(self, episodes):
@@ -394,7 +413,8 @@ def run(make_agent, config, make_env=None, stream=None, fit=None):
   loop = _Loop(make_agent, config, make_env, stream or sys.stdout, fit)
   config = loop.config
   try:
-    config_lib.save(config, os.path.join(loop.logdir, 'config.yaml'))
+    if loop.sync.process == 0:
+      config_lib.save(config, os.path.join(loop.logdir, 'config.yaml'))
     if config.run.eval_only:
       return _eval_only(loop)
     return _train(loop)
@@ -420,7 +440,7 @@ def _train(loop):
   run_config = loop.run_config
   offline = bool(run_config.offline_replay)
   if offline:
-    replay = replay_lib.Replay(config_lib_replay(loop.config), None, run_config.seed,
+    replay = replay_lib.Replay(config_lib_replay(loop.config), None, loop.host_seed,
                                loop.window)
     replay.load(run_config.offline_replay)
     if run_config.train_ratio <= 0:
@@ -428,7 +448,7 @@ def _train(loop):
                        'many updates run.steps means).')
   else:
     replay = replay_lib.Replay(config_lib_replay(loop.config),
-                               os.path.join(loop.logdir, 'replay'), run_config.seed, loop.window)
+                               os.path.join(loop.host_dir, 'replay'), loop.host_seed, loop.window)
   start = 0 if offline else run_config.prefill
   # Offline, run.steps counts updates through the ratio alone; pretrain applies online.
   loop.ratio = TrainRatio(run_config.train_ratio, loop.batch_steps, start=start,
@@ -467,7 +487,7 @@ def _train(loop):
   if not offline:
     driver = Driver(loop.train_env)
     num_envs = driver.num_envs
-    rng = np.random.default_rng(run_config.seed + loop.step)
+    rng = np.random.default_rng(loop.host_seed + loop.step)
 
     def random_policy(obs):
       del obs
@@ -489,49 +509,56 @@ def _train(loop):
         loop.step, episode['score'], episode['length'],
         **{k: v for k, v in episode.items() if k not in ('score', 'length')}))
 
-  def can_train():
-    if replay.starts(loop.window) < max(1, run_config.train_starts):
-      return False
-    if loop.ratio.updates == 0 and loop.step > loop.ratio.start:
-      loop.ratio.start = loop.step  # the ratio counts from here, without a burst for the wait
-    return True
+  def ready_to_train():
+    return (not offline and loop.step >= run_config.prefill
+            and replay.starts(loop.window) >= max(1, run_config.train_starts))
   trainable = False
 
   while loop.step < run_config.steps:
+    if not offline:
+      driver.run(random_policy if loop.step < run_config.prefill else train_policy, steps=1)
+    # One decision for all hosts (common/host_sync.py); with one host, the local one.
+    stop, ready, clocks = loop.sync.agree(
+        loop.step, loop.signals.received is not None, lambda: trainable or ready_to_train(),
+        guard=guard_timer, report=report_timer, log=log_timer, save=save_timer)
+    if ready and not trainable:
+      trainable = True
+      if loop.ratio.updates == 0 and loop.step > loop.ratio.start:
+        loop.ratio.start = loop.step  # the ratio counts from here, without a burst for the wait
     if offline:
       loop.train_step(replay)
       loop.ratio.updates += 1
       loop.step = int(fractions.Fraction(loop.ratio.updates * loop.batch_steps)
                       / fractions.Fraction(run_config.train_ratio))
-    else:
-      driver.run(random_policy if loop.step < run_config.prefill else train_policy, steps=1)
-      trainable = trainable or (loop.step >= run_config.prefill and can_train())
-      if trainable:
-        due = loop.ratio.due(loop.step)
-        for done in range(due):
-          if loop.signals.received is not None:
-            # Stop between updates, not after a long burst (e.g. pretrain): the rest stay owed.
-            loop.ratio.updates -= due - done
-            break
-          loop.train_step(replay)
-    if guard_timer():
+    elif trainable:
+      due = loop.ratio.due(loop.step)
+      for done in range(due):
+        if loop.signals.received is not None and not loop.sync.multihost:
+          # Stop between updates, not after a long burst (e.g. pretrain): the rest stay owed.
+          # Over several hosts every host must run the same updates, so the burst finishes.
+          loop.ratio.updates -= due - done
+          stop = True
+          break
+        loop.train_step(replay)
+    if clocks['guard']:
       loop.check_guard()
     if next_eval is not None and loop.step >= next_eval:
       summary['eval_scores'] = loop.evaluate(run_config.eval_episodes)
       next_eval = loop.step + run_config.eval_every
-    if report_timer():
+    if clocks['report']:
       loop.do_report(replay)
-    if log_timer():
+    if clocks['log']:
       loop.check_guard()
       loop.flush_metrics(replay)
-    if loop.signals.received is not None:
+    if stop or (loop.signals.received is not None and not loop.sync.multihost):
       loop.save(replay)
-      name = signal.Signals(loop.signals.received).name
+      name = (signal.Signals(loop.signals.received).name if loop.signals.received is not None
+              else 'Stop signal on another host')
       print(f'{name}: saved checkpoint {loop.checkpointer.directory}/{loop.step}; run the '
             f'same command to resume.', file=loop.stream)
       summary['interrupted'] = True
       break
-    if save_timer():
+    if clocks['save']:
       loop.save(replay)
   else:
     loop.check_guard()

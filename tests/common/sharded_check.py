@@ -4,9 +4,12 @@
 over 4 devices with common.devices.Placement; prints the largest differences as JSON.
 `world_models`: World Models' VAE and MDN-RNN steps, single device vs 4.
 `loop`: the shared train loop (tiny agent) on 4 train devices, acting on device 1.
-`distributed PROCESS PORT`: one of two processes of a jax.distributed run (tiny agent);
-each feeds its own half of a global batch and both take three sharded steps; prints the
-loss beside the same steps on the whole batch in one process.
+`distributed PROCESS PORT LOGDIR`: one of two processes of a jax.distributed run (tiny
+agent). Each feeds its own half of a global batch and both take three sharded steps; the
+loss is printed beside the same steps on the whole batch in one process. Then both run the
+shared train loop into LOGDIR with clocks that fire at different times on the two hosts;
+process 1 alone gets a SIGTERM from its env at agent step 150. A second run of the same
+loop resumes and finishes; both runs' summaries are printed.
 """
 import json
 import sys
@@ -110,14 +113,13 @@ def _tiny():
   return test_train_loop
 
 
-def distributed(process, port):
+def distributed(process, port, logdir):
   import types
   from common import devices
   # Joins before anything touches a device (building an agent may ask for the backend).
   devices.initialize_distributed(types.SimpleNamespace(
       coordinator=f'localhost:{port}', processes=2, process_id=process))
   tiny = _tiny()
-  config = tiny.Config()
   config = tiny._config(__import__('pathlib').Path('/tmp'), batch_size=8, batch_length=4)
   agent = tiny.make_agent(config, None, tiny._Discrete())
   placement = devices.Placement(config.run)
@@ -134,10 +136,69 @@ def distributed(process, port):
   for _ in range(3):
     alone, alone_metrics = jax.jit(agent.train)(
         alone, {k: jax.device_put(v, jax.local_devices()[0]) for k, v in full.items()})
-  print(json.dumps({'process': process, 'processes': jax.process_count(),
-                    'devices': placement.train_devices, 'loss': loss,
-                    'alone_loss': float(alone_metrics['loss']),
-                    'calls': int(state['calls'])}))
+  out = {'process': process, 'processes': jax.process_count(),
+         'devices': placement.train_devices, 'loss': loss,
+         'alone_loss': float(alone_metrics['loss']), 'calls': int(state['calls'])}
+  out['runs'] = _distributed_loop(process, logdir)
+  out['disagreement'] = _disagreement(process)
+  print(json.dumps(out))
+
+
+def _disagreement(process):
+  """What HostSync says when the hosts' agent steps differ (each host must see it)."""
+  from common import host_sync
+  sync = host_sync.HostSync()
+  try:
+    for _ in range(host_sync.EVERY):
+      sync.agree(100 + process, False, lambda: True, log=lambda: False)
+  except host_sync.HostDisagreement as error:
+    return str(error)
+  return None
+
+
+def _distributed_loop(process, logdir):
+  """The train loop on both hosts, stopped by a signal on one, then resumed."""
+  import os
+  import pathlib
+  from common import train_loop
+  tiny = _tiny()
+
+  def make_env(env_config, num, seed):
+    env = train_loop._default_make_env(env_config, num, seed)  # pylint: disable=protected-access
+    if process == 1 and num == 2:
+      env = _SignalAt(env, 75)   # agent step 150 (2 envs)
+    return env
+  # Each host's clocks fire at its own times: only process 0's decide.
+  every = 0.01 if process == 0 else 0.023
+  config = tiny._config(pathlib.Path(logdir), name='', batch_size=4, envs=2, steps=300,
+                        log_every=every, report_every=every, save_every=every * 50,
+                        eval_every=100, eval_episodes=1)
+  runs = []
+  for _ in range(2):
+    summary = train_loop.run(tiny.make_agent, config, make_env=make_env,
+                             stream=open(os.devnull, 'w'))
+    runs.append({key: summary[key] for key in ('start_step', 'step', 'updates', 'interrupted')})
+  return runs
+
+
+class _SignalAt:
+  """A batch env that sends its own process SIGTERM at its `at`-th step (once per process)."""
+  sent = False
+
+  def __init__(self, env, at):
+    self._env, self._at, self._steps = env, at, 0
+
+  def __getattr__(self, name):
+    return getattr(self._env, name)
+
+  def step(self, action):
+    self._steps += 1
+    if self._steps == self._at and not _SignalAt.sent:
+      _SignalAt.sent = True
+      import os
+      import signal
+      os.kill(os.getpid(), signal.SIGTERM)
+    return self._env.step(action)
 
 
 def loop():
@@ -161,4 +222,4 @@ if __name__ == '__main__':
   elif sys.argv[1] == 'loop':
     loop()
   elif sys.argv[1] == 'distributed':
-    distributed(int(sys.argv[2]), int(sys.argv[3]))
+    distributed(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -50,9 +50,10 @@ def test_world_models_vae_and_mdnrnn_steps_split_over_four_devices_equal_one():
     assert result[name]['max_param_diff'] <= 1e-5 * result[name]['param_scale'], name
 
 
-def test_two_process_distributed_run_takes_steps():
+def test_two_process_distributed_run_takes_steps_and_runs_the_train_loop(tmp_path):
   port = _free_port()
-  procs = [subprocess.Popen([sys.executable, CHECK, 'distributed', str(i), str(port)],
+  procs = [subprocess.Popen([sys.executable, CHECK, 'distributed', str(i), str(port),
+                             str(tmp_path)],
                             env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT) for i in range(2)]
   results = []
@@ -66,6 +67,27 @@ def test_two_process_distributed_run_takes_steps():
     # One global step over both halves: the loss of the whole batch in one process.
     assert abs(result['loss'] - result['alone_loss']) <= 1e-5 * abs(result['alone_loss'])
   assert results[0]['loss'] == results[1]['loss']
+  # The train loop: process 1's SIGTERM stopped both hosts at the same step, each saved, and
+  # the same command resumed both to the end, although each host's clocks fired at its own
+  # times (only process 0's decide). The updates are the exact train-ratio count (local batch
+  # 4 x 8 steps, ratio 8) from where training started: the first exchange between the hosts
+  # (every host_sync.EVERY = 10 iterations of 2 agent steps) after the 50 prefill steps.
+  interrupted, resumed = results[0]['runs']
+  assert results[1]['runs'] == results[0]['runs']
+  assert interrupted['interrupted'] and 50 < interrupted['step'] < 300
+  assert resumed['start_step'] == interrupted['step'] and resumed['step'] == 300
+  assert not resumed['interrupted']
+  starts = [start for start in range(50, 71)
+            if interrupted['updates'] == (interrupted['step'] - start) * 8 // 32
+            and resumed['updates'] == (300 - start) * 8 // 32]
+  assert starts, (interrupted, resumed)
+  for result in results:
+    assert result['disagreement'].startswith('The hosts are at different agent steps [100, 101]')
+  # One run directory: process 0's logs and the shared checkpoints; process 1 logs apart.
+  assert (tmp_path / 'config.yaml').exists() and (tmp_path / 'scores.jsonl').exists()
+  assert (tmp_path / 'hosts' / '1' / 'scores.jsonl').exists()
+  assert not (tmp_path / 'hosts' / '1' / 'config.yaml').exists()
+  assert (tmp_path / 'checkpoints' / '300').is_dir()
 
 
 def test_loop_trains_on_four_devices_and_acts_on_another():

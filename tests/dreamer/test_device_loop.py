@@ -125,8 +125,12 @@ def _fails(capsys, *argv):
   return lines[0]
 
 
-def test_bad_input_is_one_line_and_exit_2(capsys):
+def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch):
   assert 'gymnax_<id>' in _fails(capsys, '--env', 'gym_CartPole-v1', '--loop', 'device')
   assert 'needs --loop device' in _fails(capsys, '--env', 'gymnax_CartPole-v1', '--seeds', '2')
   assert 'lower replay.capacity' in _fails(capsys, '--env', 'gymnax_CartPole-v1', '--loop',
                                            'device', '--set', 'replay.capacity=100_000_000_000')
+  # A host of a multi-host run (as if jax.distributed had joined it to another).
+  import jax
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  assert 'several hosts' in _fails(capsys, '--env', 'gymnax_CartPole-v1', '--loop', 'device')

@@ -33,6 +33,10 @@ def test_many_runs_and_partial_last_line(tmp_path, make_run):
   run = make_run(root, 'planet', 'dmc_walker_walk', 1, [(10, 2.0), (20, 3.0)], action_repeat=2)
   with open(os.path.join(run, 'scores.jsonl'), 'a') as file:
     file.write('{"step": 30, "sco')  # a run killed mid-write
+  # A multi-host run's second host logs its episodes in hosts/1/: part of seed 1, not a seed.
+  os.makedirs(os.path.join(run, 'hosts', '1'))
+  with open(os.path.join(run, 'hosts', '1', 'scores.jsonl'), 'w') as file:
+    file.write('{"step": 10, "score": 9.0, "length": 10}\n')
   records = export.export(root, str(tmp_path / 'out.json.gz'), method='planet_ours')
   assert [(r['seed'], r['xs'], r['ys'], r['method']) for r in records] == [
       (0, [20], [1.0], 'planet_ours'), (1, [20, 40], [2.0, 3.0], 'planet_ours')]
