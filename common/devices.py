@@ -25,13 +25,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS = 'data'
 
 
+def configured_processes(run_config) -> int:
+  """The number of hosts a run is configured for (run.processes, else JAX_NUM_PROCESSES)."""
+  return run_config.processes or int(os.environ.get('JAX_NUM_PROCESSES', '1'))
+
+
 def initialize_distributed(run_config) -> bool:
   """Joins a multi-host run when one is configured (flags, else environment); True if so.
 
   Must run before anything asks JAX for a device (a backend query included).
   """
   address = run_config.coordinator or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
-  processes = run_config.processes or int(os.environ.get('JAX_NUM_PROCESSES', '1'))
+  processes = configured_processes(run_config)
   process_id = run_config.process_id
   if process_id < 0:
     process_id = int(os.environ.get('JAX_PROCESS_ID', '0'))

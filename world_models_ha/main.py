@@ -100,6 +100,13 @@ def _episode_lengths(paths):
   return np.asarray(lengths)
 
 
+def _host_rng(config, step):
+  """The batch sampler's RNG at `step`: over several hosts each draws its own batches (the
+  global batch is theirs side by side); process 0 draws what a one-host run draws."""
+  host = [jax.process_index()] if jax.process_index() else []
+  return np.random.default_rng([config.run.seed, step] + host)
+
+
 def placement_for(config, batch_size: int):
   """Data parallel over `run.train_devices` (common/devices.py) for a stage's batch."""
   return devices.Placement(dataclasses.replace(config.run, batch_size=batch_size))
@@ -161,7 +168,7 @@ def train_vae(config, logger):
                        donate_argnums=0)
   print(f'vae: {frames} frames, {total_steps} steps of batch {cfg.batch_size} (from {step}), '
         f'{placement.describe()}')
-  rng = np.random.default_rng([config.run.seed, step])
+  rng = _host_rng(config, step)
   while step < total_steps:
     chunk = rng.permutation(len(paths))[:cfg.chunk_episodes]
     images = np.concatenate([rollouts.load_episode(paths[i])['obs'] for i in chunk])
@@ -323,7 +330,7 @@ def train_mdnrnn(config, logger):
                        donate_argnums=0)
   print(f'mdnrnn: {cfg.steps} steps of {cfg.batch_size} x {cfg.seq_len} {cfg.sequences} '
         f'(from {step}), {placement.describe()}')
-  rng = np.random.default_rng([config.run.seed, step])
+  rng = _host_rng(config, step)
   # 'packed': epochs of consecutive chunks, the state carried along each row (a resumed run
   # starts a new epoch); 'windows': independent windows from a zero state.
   chunks = []
@@ -519,6 +526,8 @@ def evaluate(config, logger):
   print(f'evaluate: {episodes} episodes, return {result["mean"]:.1f} +- {result["std"]:.1f}')
 
 
+# The stages with a gradient step, which several hosts train data parallel.
+MULTIHOST_STAGES = ('vae', 'mdnrnn')
 STAGE_FUNCTIONS = {'collect': collect, 'vae': train_vae, 'encode': encode,
                    'mdnrnn': train_mdnrnn, 'controller': train_controller,
                    'evaluate': evaluate}
@@ -534,12 +543,24 @@ def main(argv=None):
           f'{", ".join(STAGES + ("all",))}', file=sys.stderr)
     raise SystemExit(2)
   config = config_lib.parse(rest, configs.PRESETS, prog='world_models_ha.main')
-  os.makedirs(config.run.logdir, exist_ok=True)
-  config_lib.save(config, _path(config, 'config.yaml'))
   stages = STAGES if args.stage == 'all' else (args.stage,)
   if config.run.eval_only:
     stages = ('evaluate',)
-  logger = Logger(config.run.logdir)
+  try:
+    if devices.configured_processes(config.run) > 1 and set(stages) - set(MULTIHOST_STAGES):
+      raise ValueError(f'several hosts (run.processes) train the {" and ".join(MULTIHOST_STAGES)} '
+                       'stages only (--stage vae, --stage mdnrnn); run the others on one host.')
+    devices.initialize_distributed(config.run)
+  except ValueError as error:
+    print(f'world_models_ha.main: error: {error}', file=sys.stderr)
+    raise SystemExit(2) from None
+  os.makedirs(config.run.logdir, exist_ok=True)
+  host_dir = config.run.logdir
+  if jax.process_index() == 0:
+    config_lib.save(config, _path(config, 'config.yaml'))
+  else:  # the other hosts of a multi-host run log apart, as the shared train loop's do
+    host_dir = _path(config, 'hosts', str(jax.process_index()))
+  logger = Logger(host_dir)
   try:
     for stage in stages:
       STAGE_FUNCTIONS[stage](config, logger)

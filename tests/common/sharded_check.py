@@ -10,6 +10,8 @@ loss is printed beside the same steps on the whole batch in one process. Then bo
 shared train loop into LOGDIR with clocks that fire at different times on the two hosts;
 process 1 alone gets a SIGTERM from its env at agent step 150. A second run of the same
 loop resumes and finishes; both runs' summaries are printed.
+`distributed_world_models PROCESS PORT LOGDIR`: World Models' vae and mdnrnn stages on two
+processes.
 """
 import json
 import sys
@@ -144,6 +146,46 @@ def distributed(process, port, logdir):
   print(json.dumps(out))
 
 
+def distributed_world_models(process, port, logdir):
+  """World Models' vae and mdnrnn stages (debug size) on both hosts, on rollouts and a series
+  that process 0 writes; prints the steps of each stage's checkpoints."""
+  import os
+  import types
+  from common import devices
+  devices.initialize_distributed(types.SimpleNamespace(
+      coordinator=f'localhost:{port}', processes=2, process_id=process))
+  from jax._src import distributed
+  from common import config as config_lib
+  from common.checkpoint import list_steps
+  from common.logging import Logger
+  from world_models_ha import configs, main, rollouts
+  config = config_lib.parse(['--env', 'car_racing', '--size', 'debug', '--logdir', logdir],
+                            configs.PRESETS)
+  rng = np.random.default_rng(0)
+  length, episodes, z = 12, 3, config.agent.vae.z_size
+  if process == 0:
+    for episode in range(episodes):
+      rollouts.save_episode(os.path.join(logdir, 'rollouts'), episode, {
+          'obs': rng.integers(0, 255, (length, 64, 64, 3), np.uint8),
+          'action': rng.uniform(-1, 1, (length, 3)).astype(np.float32),
+          'reward': np.zeros(length, np.float32), 'done': np.zeros(length, bool)})
+    np.savez(os.path.join(logdir, 'series.npz'),
+             mean=rng.normal(size=(episodes, length, z)).astype(np.float32),
+             logvar=np.full((episodes, length, z), -1, np.float32),
+             action=rng.uniform(-1, 1, (episodes, length, 3)).astype(np.float32),
+             reward=np.zeros((episodes, length), np.float32),
+             done=np.zeros((episodes, length), bool), mask=np.ones((episodes, length), bool),
+             layout=np.int32(main.SERIES_LAYOUT))
+  distributed.global_state.client.wait_at_barrier('world_models_data', 60_000)
+  logger = Logger(os.path.join(logdir, f'log{process}'), tensorboard=False,
+                  stream=open(os.devnull, 'w'))
+  main.train_vae(config, logger)
+  main.train_mdnrnn(config, logger)
+  logger.close()
+  print(json.dumps({stage: list_steps(os.path.join(logdir, stage))
+                    for stage in ('vae', 'mdnrnn')}))
+
+
 def _disagreement(process):
   """What HostSync says when the hosts' agent steps differ (each host must see it)."""
   from common import host_sync
@@ -223,3 +265,5 @@ if __name__ == '__main__':
     loop()
   elif sys.argv[1] == 'distributed':
     distributed(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+  elif sys.argv[1] == 'distributed_world_models':
+    distributed_world_models(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -50,10 +50,11 @@ def test_world_models_vae_and_mdnrnn_steps_split_over_four_devices_equal_one():
     assert result[name]['max_param_diff'] <= 1e-5 * result[name]['param_scale'], name
 
 
-def test_two_process_distributed_run_takes_steps_and_runs_the_train_loop(tmp_path):
+def _two_processes(mode, logdir):
+  """Runs `sharded_check.py MODE PROCESS PORT LOGDIR` as processes 0 and 1 of one
+  jax.distributed run (2 virtual CPU devices each); returns their last JSON lines."""
   port = _free_port()
-  procs = [subprocess.Popen([sys.executable, CHECK, 'distributed', str(i), str(port),
-                             str(tmp_path)],
+  procs = [subprocess.Popen([sys.executable, CHECK, mode, str(i), str(port), str(logdir)],
                             env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT) for i in range(2)]
   results = []
@@ -61,6 +62,11 @@ def test_two_process_distributed_run_takes_steps_and_runs_the_train_loop(tmp_pat
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     results.append(json.loads(out.strip().splitlines()[-1]))
+  return results
+
+
+def test_two_process_distributed_run_takes_steps_and_runs_the_train_loop(tmp_path):
+  results = _two_processes('distributed', tmp_path)
   for process, result in enumerate(results):
     assert result['process'] == process and result['processes'] == 2
     assert result['devices'] == 4 and result['calls'] == 3
@@ -88,6 +94,14 @@ def test_two_process_distributed_run_takes_steps_and_runs_the_train_loop(tmp_pat
   assert (tmp_path / 'hosts' / '1' / 'scores.jsonl').exists()
   assert not (tmp_path / 'hosts' / '1' / 'config.yaml').exists()
   assert (tmp_path / 'checkpoints' / '300').is_dir()
+
+
+@pytest.mark.slow   # about a minute: the debug VAE compiles slowly over two processes
+def test_two_process_world_models_vae_and_mdnrnn_stages(tmp_path):
+  results = _two_processes('distributed_world_models', tmp_path)
+  # Both hosts took every step (4 VAE steps: 3 episodes x 12 frames / batch 8; 3 MDN-RNN
+  # steps) together and wrote one set of checkpoints.
+  assert results[0] == results[1] == {'vae': [4], 'mdnrnn': [2, 3]}
 
 
 def test_loop_trains_on_four_devices_and_acts_on_another():

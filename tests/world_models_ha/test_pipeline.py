@@ -64,6 +64,13 @@ def test_bad_stage_and_missing_inputs_fail_clearly(tmp_path, capsys):
   with pytest.raises(FileNotFoundError, match='collect stage'):
     wm_main.main(['--env', 'car_racing', '--size', 'debug', '--logdir', str(tmp_path),
                   '--stage', 'vae'])
+  # Several hosts train V and M only; the other stages are refused before joining.
+  with pytest.raises(SystemExit) as error:
+    wm_main.main(['--env', 'car_racing', '--size', 'debug', '--logdir', str(tmp_path),
+                  '--stage', 'all', '--set', 'run.processes=2',
+                  '--set', 'run.coordinator=localhost:1'])
+  assert error.value.code == 2
+  assert 'train the vae and mdnrnn stages only' in capsys.readouterr().err
 
 
 def test_env_pool_processes_match_in_process():
