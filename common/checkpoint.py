@@ -120,6 +120,20 @@ class Checkpointer:
     steps = self.steps()
     return steps[-1] if steps else None
 
+  def read_meta(self, step=None) -> dict:
+    """The metadata of `step` (default: the newest), or {} where it cannot be read (`restore`
+    then says why, or falls back to an older checkpoint)."""
+    steps = self.steps()
+    step = steps[-1] if step is None and steps else step
+    if step is None:
+      return {}
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception:  # pylint: disable=broad-except
+      _silence_reads_left_behind()
+      return {}
+    return dict(restored['meta'] or {})
+
   def restore(self, target, step=None, loop=None):
     """Restores `(state, meta)` with the structure, dtypes and shapes of `target`; with a
     `loop` target, `(state, meta, loop)`.

@@ -16,7 +16,8 @@ seed counts the same steps and updates. With S > 1, `run.logdir` holds `seed<k>/
 directories (metrics, scores, TensorBoard, config) beside the shared `checkpoints/`.
 
 A checkpoint holds the agent (for one seed in the Python loop's layout, so `--eval_only` and
-`--from_checkpoint` read it), and as its `loop` item the replay, the envs, the policy's
+`--from_checkpoint` read it; with S seeds stacked, which `--eval_only` evaluates seed by
+seed), and as its `loop` item the replay, the envs, the policy's
 carry and the counters, so a resumed run continues exactly where it was saved.
 
 Differences from the Python loop: the RNG streams differ (random prefill actions, replay
@@ -428,7 +429,7 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
     step = int(ls.step)
     state, rest = _checkpoint_parts(ls, seeds)
     meta = {'agent_steps': step, 'updates': int(ls.updates), 'train_start': int(ls.start),
-            'loop': 'device', 'seeds': seeds}
+            'loop': 'device', 'seeds': seeds, 'first_seed': run_config.seed}
     checkpointer.save(step, state, meta, loop=rest)
 
   step = start_step

@@ -230,11 +230,14 @@ class _Loop:
   def restore(self, checkpointer, step=None):
     target = {'agent': self.state, 'policy_key': self.placement.stack_hosts(self.policy_key)}
     restored, meta = checkpointer.restore(target, step)
-    self.state = self.placement.put_state(restored['agent'])
-    self.policy_key = jax.device_put(self.placement.own_row(restored['policy_key']),
-                                     self.placement.policy_replicated)
-    self._policy_state = None
+    self.set_agent(restored['agent'], self.placement.own_row(restored['policy_key']))
     return meta
+
+  def set_agent(self, state, policy_key):
+    """Places an agent state and policy key as the loop holds them."""
+    self.state = self.placement.put_state(state)
+    self.policy_key = jax.device_put(policy_key, self.placement.policy_replicated)
+    self._policy_state = None
 
   def policy_state(self):
     if self._policy_state is None:
@@ -426,6 +429,9 @@ def _eval_only(loop):
   source = loop.run_config.from_checkpoint or os.path.join(loop.logdir, 'checkpoints')
   directory, step = checkpoint_lib.resolve(source)
   checkpointer = checkpoint_lib.Checkpointer(directory, keep=10 ** 9)
+  seeds = int(checkpointer.read_meta(step).get('seeds', 1))
+  if seeds > 1:
+    return _eval_seeds(loop, checkpointer, step, seeds)
   meta = loop.restore(checkpointer, step)
   checkpointer.close()
   loop.step = int(meta.get('agent_steps', 0))
@@ -434,6 +440,43 @@ def _eval_only(loop):
   loop.logger.write(loop.step, fps=False)
   return {'start_step': loop.step, 'step': loop.step, 'updates': meta.get('updates', 0),
           'replay_steps': 0, 'eval_scores': scores, 'interrupted': False}
+
+
+def _eval_seeds(loop, checkpointer, step, seeds):
+  """A `--seeds S` checkpoint of the device loop (the agents stacked along a first axis):
+  each seed's agent is evaluated in turn, its episodes written to `seed<k>/eval_scores.jsonl`
+  under the run directory, as the device loop names its seeds' runs."""
+  def stacked(tree):
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + jnp.shape(x)), tree)
+  try:
+    restored, meta = checkpointer.restore(
+        {'agent': stacked(loop.state), 'policy_key': stacked(loop.policy_key)}, step)
+  finally:
+    checkpointer.close()
+  loop.step = int(meta.get('agent_steps', 0))
+  first_seed = int(meta.get('first_seed', loop.run_config.seed))
+  print(f'Evaluating the {seeds} seeds of checkpoint {checkpointer.directory} at agent step '
+        f'{loop.step}.', file=loop.stream)
+  run_logger, by_seed = loop.logger, {}
+  try:
+    for index in range(seeds):
+      take = lambda tree, index=index: jax.tree.map(lambda x: x[index], tree)
+      loop.set_agent(take(restored['agent']), take(restored['policy_key']))
+      seed = first_seed + index
+      loop.logger = logging_lib.Logger(os.path.join(loop.logdir, f'seed{seed}'),
+                                       stream=loop.stream)
+      try:
+        by_seed[seed] = loop.evaluate(loop.run_config.eval_episodes)
+        loop.logger.write(loop.step, fps=False)
+      finally:
+        loop.logger.close()
+      print(f'seed {seed}: mean eval score {np.mean(by_seed[seed]):.4g} over '
+            f'{len(by_seed[seed])} episodes.', file=loop.stream)
+  finally:
+    loop.logger = run_logger
+  return {'start_step': loop.step, 'step': loop.step, 'updates': meta.get('updates', 0),
+          'replay_steps': 0, 'eval_scores': [s for scores in by_seed.values() for s in scores],
+          'eval_scores_by_seed': by_seed, 'interrupted': False}
 
 
 def _train(loop):
