@@ -20,10 +20,13 @@ A checkpoint holds the agent (for one seed in the Python loop's layout, so `--ev
 seed), and as its `loop` item the replay, the envs, the policy's
 carry and the counters, so a resumed run continues exactly where it was saved.
 
+Evaluation (`run.eval_every`): between chunks, once `run.eval_every` agent steps have passed,
+one compiled while loop plays `run.eval_episodes` episodes of every seed's policy in mode
+'eval' on `run.eval_envs` fresh envs per seed, logged as the Python loop logs them.
+
 Differences from the Python loop: the RNG streams differ (random prefill actions, replay
 sampling); V3's replay-context latents are written back at once, not one update late;
-evaluation episodes (`run.eval_every`) are not available here (`check` says so before any
-work).
+evaluation falls between chunks, so up to `run.chunk` iterations after it is due.
 """
 import fractions
 import functools
@@ -76,9 +79,9 @@ def check(config):
     envs_lib.check_jax(config.env)
   except ValueError as error:
     raise ValueError(f'--loop device: {error} Use --loop python.') from None
-  if run.eval_every or run.eval_only or run.offline_replay:
-    raise ValueError('--loop device trains only: run.eval_every, --eval_only and '
-                     'run.offline_replay belong to --loop python (which reads its '
+  if run.eval_only or run.offline_replay:
+    raise ValueError('--loop device trains (and evaluates every run.eval_every): --eval_only '
+                     'and run.offline_replay belong to --loop python (which reads its '
                      'checkpoints).')
   if jax.process_count() > 1:
     raise ValueError('--loop device runs on one host; several hosts (run.processes) belong to '
@@ -103,6 +106,10 @@ class _Rate:
   def owed(self, steps):
     whole, part = steps // self.q, steps % self.q
     return whole * self.p + (part * self.p) // self.q
+
+
+# Evaluation's step cap per episode for envs without a time limit (env.time_limit=0).
+EVAL_STEPS_PER_EPISODE = 100_000
 
 
 class DeviceLoop:
@@ -130,6 +137,7 @@ class DeviceLoop:
     self.replay_bytes = self.seeds * device_replay.nbytes(spec, self.num_envs, self.stream_size)
     self._chunk_fn = jax.jit(self._chunk, donate_argnums=0)
     self._report_fn = jax.jit(self._report)
+    self._evaluate_fn = jax.jit(self._evaluate)
 
   # --- the program ---------------------------------------------------------------
 
@@ -313,7 +321,56 @@ class DeviceLoop:
     batch, _, _ = device_replay.sample(replay, key, self.config.run.batch_size, self.window)
     return self.agent.report(jax.tree.map(lambda x: x[0], ls.agent), batch)
 
+  def _evaluate(self, agents, key):
+    """The Python loop's `evaluate` for every seed at once: `run.eval_episodes` episodes of
+    the policy in mode 'eval' on `run.eval_envs` fresh envs per seed, in one while loop.
+    Returns per seed the episodes in the order they ended (`score`, `length`, log stats
+    [S, eval_episodes]) and how many ended (`count` [S], at least eval_episodes unless the
+    step cap, eval_episodes x the env's time limit, ran out first)."""
+    agent, run, seeds = self.agent, self.config.run, self.seeds
+    num, episodes = int(run.eval_envs), int(run.eval_episodes)
+    limit = episodes * (self.config.env.time_limit or EVAL_STEPS_PER_EPISODE)
+    flat = lambda x: x.reshape((seeds * num,) + x.shape[2:])
+    unflat = lambda tree: jax.tree.map(lambda x: x.reshape((seeds, num) + x.shape[1:]), tree)
+    key, env_key, first_key = jax.random.split(key, 3)
+    zeros = jnp.zeros((seeds * num,) + self.act_space.shape, self.act_space.dtype)
+    env_state, obs = self.env.step(self.env.initial(env_key, seeds * num), zeros,
+                                   jax.random.split(first_key, seeds * num))
+    obs = unflat(obs)
+    episode = {'score': jnp.zeros((seeds, num), jnp.float32),
+               'length': jnp.zeros((seeds, num), jnp.int32),
+               **{key: jnp.zeros((seeds, num), obs[key].dtype) for key in self.log_keys}}
+    results = {name: jnp.zeros((seeds, episodes), value.dtype) for name, value in episode.items()}
+    carry = jax.vmap(lambda _: agent.init_policy_carry(num))(jnp.arange(seeds))
+    policy = jax.vmap(functools.partial(agent.policy, mode='eval'))
+    rows = jnp.broadcast_to(jnp.arange(seeds)[:, None], (seeds, num))
+
+    def body(loop):
+      t, env_state, obs, carry, key, episode, results, count = loop
+      key, act_key, step_key = jax.random.split(key, 3)
+      action, carry = policy(agents, carry, train_loop.strip_log(obs),
+                             jax.random.split(act_key, seeds))
+      episode = self._track(episode, obs)
+      done = obs['is_last']
+      # Each seed's episodes fill its slots in the order they end; the rest are dropped.
+      slot = jnp.where(done, count[:, None] + jnp.cumsum(done, axis=1) - 1, episodes)
+      results = {name: results[name].at[rows, slot].set(episode[name], mode='drop')
+                 for name in results}
+      env_state, obs = self.env.step(env_state, flat(action.astype(self.act_space.dtype)),
+                                     jax.random.split(step_key, seeds * num))
+      return (t + 1, env_state, unflat(obs), carry, key, episode, results,
+              count + done.sum(1, dtype=jnp.int32))
+
+    loop = (jnp.int32(0), env_state, obs, carry, key, episode, results,
+            jnp.zeros((seeds,), jnp.int32))
+    loop = jax.lax.while_loop(lambda loop: (loop[0] < limit) & jnp.any(loop[7] < episodes),
+                              body, loop)
+    return {**loop[6], 'count': loop[7]}
+
   # --- host side -------------------------------------------------------------------
+
+  def evaluate(self, agents, key):
+    return self._evaluate_fn(agents, key)
 
   def held_steps(self, step):
     """Steps each seed's replay holds after `step` agent steps."""
@@ -424,6 +481,7 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
   report_timer = train_loop.Timer(run_config.report_every)
   save_timer = train_loop.Timer(run_config.save_every)
   summary = {'start_step': start_step, 'interrupted': False, 'eval_scores': []}
+  next_eval = start_step + run_config.eval_every if run_config.eval_every else None
 
   def save():
     step = int(ls.step)
@@ -448,6 +506,9 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
           f'Stopping: {int(np.max(guard))} consecutive training updates were non-finite and '
           f'skipped (run.max_nonfinite={run_config.max_nonfinite}); resume from the last '
           f'checkpoint in {checkpointer.directory}.')
+    if next_eval is not None and step >= next_eval:
+      summary['eval_scores'] = _evaluate(loop, ls.agent, loggers, step, run_config)
+      next_eval = step + run_config.eval_every
     if report_timer():
       report_key, key = jax.random.split(report_key)
       if int(updates):
@@ -470,6 +531,20 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
   summary.update(step=step, updates=int(ls.updates),
                  replay_steps=loop.held_steps(step))
   return summary
+
+
+def _evaluate(loop, agents, loggers, step, run_config):
+  """Evaluation episodes of every seed at agent step `step`, logged as the Python loop's
+  (`eval_scores.jsonl`, `eval_episode/*`); returns seed 0's scores."""
+  key = jax.random.fold_in(jax.random.PRNGKey(run_config.seed + 10_000), step)
+  results = jax.device_get(loop.evaluate(agents, key))
+  for s, logger in enumerate(loggers):
+    for k in range(min(int(results['count'][s]), run_config.eval_episodes)):
+      stats = {key[4:]: results[key][s, k] for key in loop.log_keys}
+      logger.episode(step, float(results['score'][s, k]), int(results['length'][s, k]),
+                     mode='eval', **stats)
+  return [float(x) for x in results['score'][0, :min(int(results['count'][0]),
+                                                      run_config.eval_episodes)]]
 
 
 def _write_episodes(loggers, ys, log_keys):

@@ -13,15 +13,17 @@ SMALL = ('--set', 'run.envs=4', '--set', 'run.batch_size=4', '--set', 'run.batch
 FAST = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
-def _scores(logdir):
-  with open(os.path.join(logdir, 'scores.jsonl')) as file:
+def _scores(logdir, name='scores.jsonl'):
+  with open(os.path.join(logdir, name)) as file:
     return [json.loads(line) for line in file]
 
 
 def test_same_updates_as_the_python_loop_and_checkpoint_read_by_it(tmp_path):
   python_dir, device_dir = tmp_path / 'python', tmp_path / 'device'
   run_main(python_dir, 'dreamerv3', 'gymnax_CartPole-v1', 200, *SMALL)
-  out = run_main(device_dir, 'dreamerv3', 'gymnax_CartPole-v1', 200, '--loop', 'device', *SMALL)
+  out = run_main(device_dir, 'dreamerv3', 'gymnax_CartPole-v1', 200, '--loop', 'device', *SMALL,
+                 '--set', 'run.eval_every=100', '--set', 'run.eval_episodes=3',
+                 '--set', 'run.eval_envs=2')
   assert '--loop device: 1 seed(s) x 4 gymnax_CartPole-v1 envs' in out
   python_updates = train_metrics(python_dir)[-1]['run/updates']
   device = train_metrics(device_dir)[-1]
@@ -30,6 +32,12 @@ def test_same_updates_as_the_python_loop_and_checkpoint_read_by_it(tmp_path):
   assert checkpoint_steps(device_dir) == [200]
   scores = _scores(device_dir)
   assert scores and all(s['length'] >= 1 and s['score'] == s['length'] for s in scores)
+  # Evaluation every 100 agent steps (one chunk: 25 iterations x 4 envs), 3 episodes each on
+  # 2 eval envs, written as the Python loop writes them (CartPole: score = length).
+  evals = _scores(device_dir, 'eval_scores.jsonl')
+  assert [e['step'] for e in evals] == [100] * 3 + [200] * 3
+  assert all(e['length'] >= 1 and e['score'] == e['length'] for e in evals)
+  assert 'eval_episode/score' in train_metrics(device_dir)[-1]
   # The agent in a one-seed device checkpoint is in the Python loop's layout
   # (common/train_loop.py restores {'agent', 'policy_key'}; --eval_only reads it so).
   from common import checkpoint
