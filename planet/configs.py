@@ -161,8 +161,9 @@ DEFAULT_ACTION_REPEAT = 4
 
 
 def action_repeat(env_name: str) -> int:
-  """PlaNet's action repeat for a `dmc_<domain>_<task>` name (4 for unlisted domains)."""
-  task = env_name[len('dmc_'):] if env_name.startswith('dmc_') else env_name
+  """PlaNet's action repeat for a `dmc_<domain>_<task>` (or `mjx_...`) name (4 for unlisted
+  domains)."""
+  task = env_name[4:] if env_name.startswith(('dmc_', 'mjx_')) else env_name
   for domain in sorted(ACTION_REPEAT, key=len, reverse=True):
     if task.startswith(domain + '_'):
       return ACTION_REPEAT[domain]
@@ -184,9 +185,10 @@ SUITES = {'dmc_vision': dmc_vision}
 
 
 def suite_for_env(name: str) -> str:
-  """dmc_* -> dmc_vision; other envs get no suite preset (PlaNet needs pixels and
-  continuous actions; `make_agent` checks the spaces)."""
-  return 'dmc_vision' if name.startswith('dmc_') else ''
+  """dmc_* and mjx_* (the DMC tasks in MJX, pixels ray cast in JAX) -> dmc_vision; other
+  envs get no suite preset (PlaNet needs pixels and continuous actions; `make_agent` checks
+  the spaces)."""
+  return 'dmc_vision' if name.startswith(('dmc_', 'mjx_')) else ''
 
 
 # ---------------------------------------------------------------- sizes

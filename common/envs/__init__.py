@@ -53,8 +53,8 @@ _SUITE_DEFAULTS = {
     'minecraft': dict(action_repeat=1, size=(64, 64), time_limit=36000),
     'gym': dict(action_repeat=1, pixels=False, proprio=True),
     'gymnax': dict(action_repeat=1, pixels=False, proprio=True),
-    # DMC's action repeat; MJX renders nothing, so proprio only.
-    'mjx': dict(action_repeat=2, pixels=False, proprio=True),
+    # DMC's action repeat, proprio (pixels, ray cast in JAX, with env.pixels=True).
+    'mjx': dict(action_repeat=2, size=(64, 64), pixels=False, proprio=True, camera=-1),
 }
 
 

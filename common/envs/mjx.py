@@ -9,8 +9,10 @@ reward and episode initialisation are re-written in JAX from the dm_control task
 name (dm_control/suite/<domain>.py); `tests/common/test_envs_mjx.py` checks observations and
 rewards against dm_control's on the same simulator states, and MJX's steps against MuJoCo's.
 
-Observations: proprio only, the dm_control keys of the `dmc_` adapter (`position`,
-`velocity`, reacher's `to_target`), float32 [k]. MJX renders no pixels on the device.
+Observations: the dm_control keys of the `dmc_` adapter (`position`, `velocity`, reacher's
+`to_target`), float32 [k] (EnvConfig.proprio), and with EnvConfig.pixels an `image` uint8
+[H, W, 3] from the papers' camera (as `dmc_`), ray cast in JAX (`common/envs/mjx_render.py`:
+the same geoms from the same camera as dm_control's render, in flat colours).
 Actions: float32 [A] in [-1, 1] rescaled to the actuators' control range, repeated
 `action_repeat` times with rewards summed (the `dmc` suite's 2). Episodes end after the
 task's 1000 control steps: is_last, not is_terminal.
@@ -87,6 +89,11 @@ class _Task:
   def __init__(self, model):
     self.model = model            # mujoco.MjModel (host)
 
+  def scene(self, data, goal):
+    """`data` as the camera sees it (the goal drawn where dm_control puts it in the model)."""
+    del goal
+    return data
+
   def geom(self, name):
     import mujoco
     return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, name)
@@ -150,8 +157,8 @@ class _Cartpole(_Task):
 
 class _Reacher(_Task):
   """dm_control reacher.Reacher: the target's position is drawn per episode (in dm_control
-  it moves the target geom in the model; here it is the episode's `goal`, and the target
-  geom, which collides with nothing, is never read)."""
+  it moves the target geom in the model; here it is the episode's `goal`, read by the reward
+  and drawn there in pixels; the target geom collides with nothing)."""
 
   def __init__(self, model, target_size: float):
     super().__init__(model)
@@ -169,6 +176,9 @@ class _Reacher(_Task):
 
   def to_target(self, data, goal):
     return goal - data.geom_xpos[self.geom('finger'), :2]
+
+  def scene(self, data, goal):
+    return data.replace(geom_xpos=data.geom_xpos.at[self.geom('target'), :2].set(goal))
 
   def observe(self, data, goal):
     return {'position': data.qpos, 'to_target': self.to_target(data, goal),
@@ -252,9 +262,8 @@ class MjxEnv(JaxEnv):
     mjx = _mjx()
     if config.action_repeat < 1:
       raise ValueError(f'EnvConfig.action_repeat = {config.action_repeat} must be >= 1.')
-    if config.pixels or not config.proprio:
-      raise ValueError('EnvConfig: mjx envs have no pixels (MJX does not render in JAX); '
-                       'use pixels=False, proprio=True.')
+    if not config.pixels and not config.proprio:
+      raise ValueError('EnvConfig: pixels=False and proprio=False leave no observation.')
     self._repeat = int(config.action_repeat)
     self._control_steps = 1000   # every task here: time limit / control timestep
     self._time_limit = int(config.time_limit)
@@ -262,13 +271,24 @@ class MjxEnv(JaxEnv):
     self.expensive_reset = self._task.settle_steps > 0
     self._mx = mjx.put_model(self.model)
     self._blank = mjx.make_data(self._mx)
+    self._proprio = bool(config.proprio)
+    self.renderer = None
+    if config.pixels:
+      from common.envs.dmc import CAMERAS, split_task
+      from common.envs.mjx_render import RayRenderer
+      camera = config.camera if config.camera >= 0 else CAMERAS.get(split_task(task)[0], 0)
+      self.renderer = RayRenderer(self.model, tuple(config.size), camera)
     self._low = np.asarray(self.model.actuator_ctrlrange[:, 0], np.float32)
     self._high = np.asarray(self.model.actuator_ctrlrange[:, 1], np.float32)
     self.act_space = Space(np.float32, (self.model.nu,), -1.0, 1.0)
-    shapes = {key: np.shape(value) for key, value in
-              self._task.observe(self._blank, np.zeros(2, np.float32)).items()}
-    self.obs_space = {key: Space(np.float32, (int(np.prod(shape)) or 1,), -np.inf, np.inf)
-                      for key, shape in shapes.items()}
+    self.obs_space = {}
+    if self._proprio:
+      shapes = {key: np.shape(value) for key, value in
+                self._task.observe(self._blank, np.zeros(2, np.float32)).items()}
+      self.obs_space = {key: Space(np.float32, (int(np.prod(shape)) or 1,), -np.inf, np.inf)
+                        for key, shape in shapes.items()}
+    if self.renderer is not None:
+      self.obs_space['image'] = Space(np.uint8, self.renderer.size + (3,), 0, 255)
     self.obs_space.update(step_spaces())
 
   def state(self, qpos, qvel, goal=None, steps=0) -> dict:
@@ -286,8 +306,13 @@ class MjxEnv(JaxEnv):
 
   def _observe(self, data, goal):
     import jax.numpy as jnp
-    return {key: jnp.ravel(value).astype(jnp.float32)
-            for key, value in self._task.observe(data, goal).items()}
+    obs = {}
+    if self._proprio:
+      obs = {key: jnp.ravel(value).astype(jnp.float32)
+             for key, value in self._task.observe(data, goal).items()}
+    if self.renderer is not None:
+      obs['image'] = self.renderer.render(self._mx, self._task.scene(data, goal))
+    return obs
 
   def reset_one(self, key):
     import jax

@@ -47,10 +47,13 @@ def test_tolerance_matches_dm_control():
 def test_observations_rewards_and_steps_match_dm_control(task, repeat):
   # From each state of a dm_control episode (random actions), one MJX agent step with the
   # same action gives dm_control's next observation, reward (summed over the repeats) and
-  # joint positions.
+  # joint positions. Its image shows in each pixel the geom that dm_control's render (its
+  # segmentation, from the same camera) shows, in that geom's colour.
+  import mujoco
   from dm_control import suite
   from common.envs.dmc import split_task
-  env = _env(task, action_repeat=repeat, time_limit=3)
+  env = _env(task, action_repeat=repeat, time_limit=3, pixels=True, size=(48, 64))
+  palette = env.renderer.palette        # [geoms + 1, 3]: the last is the background
   domain, name = split_task(task)
   reference = suite.load(domain, name, task_kwargs={'random': 3})
   reference.reset()
@@ -67,7 +70,13 @@ def test_observations_rewards_and_steps_match_dm_control(task, repeat):
     reward = sum(reference.step(action).reward for _ in range(repeat))
     observation = reference.task.get_observation(physics)
     obs, state = step(jax.random.PRNGKey(0), state, jnp.asarray(action))
-    assert set(obs) == set(observation) | {'reward', 'is_last', 'is_terminal'}
+    assert set(obs) == set(observation) | {'reward', 'is_last', 'is_terminal', 'image'}
+    segmentation = physics.render(48, 64, camera_id=env.renderer.camera, segmentation=True)
+    shown = np.where(segmentation[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM),
+                     segmentation[..., 0], -1)
+    assert obs['image'].shape == (48, 64, 3) and obs['image'].dtype == np.uint8
+    # Pixel centres against rasterised triangles: a few edge pixels may differ.
+    assert np.mean(np.all(np.asarray(obs['image']) == palette[shown], -1)) > 0.99
     for key, value in observation.items():
       np.testing.assert_allclose(obs[key], np.ravel(value), atol=1e-4, err_msg=key)
     np.testing.assert_allclose(obs['reward'], reward, atol=1e-5)
@@ -109,17 +118,27 @@ def test_initial_states_follow_dm_control():
 
 
 def test_registry_and_suite_defaults():
-  # The dmc suite's action repeat 2, proprio only; Dreamer's default suite for them is
+  # The dmc suite's action repeat 2, proprio; Dreamer's default suite for them is
   # dmc_proprio.
   from dreamer import configs
   config = envs.suite_config('mjx_cartpole_balance')
   assert (config.action_repeat, config.pixels, config.proprio) == (2, False, True)
   assert isinstance(envs.make_jax(config), mjx_envs.MjxEnv)
   assert configs.suite_for_env('mjx_cheetah_run') == 'dmc_proprio'
+  # PlaNet's is its DMC setup from pixels, with the paper's action repeat per domain.
+  from common import config as config_lib
+  from planet import configs as planet_configs
+  planet = config_lib.parse(['--env', 'mjx_cartpole_swingup', '--logdir', '/tmp/p'],
+                            planet_configs.PRESETS)
+  assert planet.suite == 'dmc_vision'
+  assert (planet.env.pixels, planet.env.proprio, planet.env.action_repeat) == (True, False, 8)
 
 
-def test_bad_names_and_pixels():
+def test_bad_names_and_observations():
   with pytest.raises(ValueError, match='cartpole_swingup'):
     envs.check_name(EnvConfig(name='mjx_walker_walk'))
-  with pytest.raises(ValueError, match='no pixels'):
-    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=True))
+  with pytest.raises(ValueError, match='no observation'):
+    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=False,
+                                                  proprio=False))
+  with pytest.raises(ValueError, match='cameras'):
+    mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', camera=7))

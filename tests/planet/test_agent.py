@@ -204,3 +204,23 @@ def test_trains_on_dmc_pixels_and_resumes(tmp_path):
   assert result['updates'] == second['updates']
   for key in ('mean_abs_error', 'within_start_spread', 'between_start_spread'):
     assert np.isfinite(result[key]) and result[key] >= 0, key
+
+
+@pytest.mark.slow   # about 6 minutes on 2 cores: the CEM planner compiles inside the loop
+def test_trains_under_the_device_loop_on_mjx_pixels(tmp_path):
+  pytest.importorskip('mujoco.mjx')
+  # PlaNet's whole loop in one compiled program: the DMC task in MJX with pixels ray cast in
+  # JAX, the CEM planner as the policy, replay on the device; checkpointed and resumed.
+  logdir = str(tmp_path / 'run')
+  common = ['--env', 'mjx_cartpole_swingup', '--size', 'debug', '--logdir', logdir,
+            '--loop', 'device', '--set', 'run.envs=2', '--set', 'run.chunk=50',
+            '--set', 'run.log_every=0', '--set', 'run.report_every=0', '--set', 'run.save_every=0',
+            '--set', 'run.prefill=130', '--set', 'run.train_ratio=16', '--set', 'run.pretrain=2']
+  first = planet_main.main(common + ['--steps', '200'])
+  # 2 pretrain updates once training starts, then one per 64 / 16 = 4 agent steps.
+  assert first['step'] == 200 and first['updates'] >= 2 + (200 - 132) // 4
+  with open(os.path.join(logdir, 'scores.jsonl')) as f:
+    scores = [json.loads(line) for line in f]
+  assert scores and all(s['length'] == 1000 // 8 for s in scores)   # PlaNet's repeat 8
+  second = planet_main.main(common + ['--steps', '300'])
+  assert second['start_step'] == 200 and second['updates'] > first['updates']
