@@ -1,7 +1,8 @@
 """DeepMind Control Suite tasks simulated by MuJoCo MJX (JAX): `mjx_<domain>_<task>`.
 
 `mjx_cartpole_balance`, `mjx_cartpole_swingup`, `mjx_reacher_easy`, `mjx_reacher_hard`,
-`mjx_point_mass_easy`, `mjx_cheetah_run` as `JaxEnv`s (`common/envs/jax_env.py`), so
+`mjx_point_mass_easy`, `mjx_cheetah_run`, `mjx_walker_stand`, `mjx_walker_walk` and
+`mjx_walker_run` as `JaxEnv`s (`common/envs/jax_env.py`), so
 `--loop device` compiles them into its program and the Python loop steps them vmapped. The
 model is dm_control's own (loaded through `dm_control.suite`, so the XML and its assets are
 the package's); physics runs in MJX (`mujoco.mjx`, pure JAX). Each task's observation,
@@ -35,7 +36,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')   # dm_control loads the model; nothin
 
 INSTALL = 'pip install mujoco-mjx (the version of the installed mujoco; Python >= 3.12)'
 TASKS = ('cartpole_balance', 'cartpole_swingup', 'reacher_easy', 'reacher_hard',
-         'point_mass_easy', 'cheetah_run')
+         'point_mass_easy', 'cheetah_run', 'walker_stand', 'walker_walk', 'walker_run')
 
 
 def check_task(task: str):
@@ -85,6 +86,7 @@ class _Task:
   `settle_steps` simulator steps from the initial state (cheetah's 200)."""
 
   settle_steps = 0
+  substeps = 1   # simulator steps per control step (set from dm_control's control timestep)
 
   def __init__(self, model):
     self.model = model            # mujoco.MjModel (host)
@@ -231,22 +233,65 @@ class _Cheetah(_Task):
                      sigmoid='linear')
 
 
+class _Walker(_Task):
+  """dm_control walker.PlanarWalker: every rotational and limited joint drawn (the root's
+  hinge over [-pi, pi], so the walker starts falling), stand reward from the torso's height
+  and uprightness, times a move reward over `move_speed` (0: stand)."""
+
+  stand_height = 1.2
+
+  def __init__(self, model, move_speed: float):
+    super().__init__(model)
+    import mujoco
+    self.move_speed = move_speed
+    self.torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, 'torso')
+    sensor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, 'torso_subtreelinvel')
+    self.velocity_address = int(model.sensor_adr[sensor])
+
+  def initial(self, key):
+    import jax.numpy as jnp
+    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
+    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+
+  def observe(self, data, goal):
+    return {'orientations': data.xmat[1:, 0, :][:, ::2],   # each body's 'xx' and 'xz'
+            'height': data.xpos[self.torso, 2], 'velocity': data.qvel}
+
+  def reward(self, data, goal):
+    standing = tolerance(data.xpos[self.torso, 2], self.stand_height, np.inf,
+                         margin=self.stand_height / 2)
+    upright = (1 + data.xmat[self.torso][2, 2]) / 2
+    stand = (3 * standing + upright) / 4
+    if self.move_speed == 0:
+      return stand
+    move = tolerance(data.sensordata[self.velocity_address], self.move_speed, np.inf,
+                     margin=self.move_speed / 2, value_at_margin=0.5, sigmoid='linear')
+    return stand * (5 * move + 1) / 6
+
+
 def _make_task(task: str):
   """The dm_control model (from the package) and the task's JAX functions."""
   import mujoco
   from dm_control import suite
   from common.envs.dmc import split_task
   domain, name = split_task(task)
-  model = suite.load(domain, name).physics.model.ptr
+  env = suite.load(domain, name)
+  model = env.physics.model.ptr
   # Energy bookkeeping: not implemented in MJX and read by none of these tasks.
   model.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_ENERGY)
   if domain == 'cartpole':
-    return model, _Cartpole(model, swing_up=name == 'swingup')
-  if domain == 'reacher':
-    return model, _Reacher(model, target_size={'easy': 0.05, 'hard': 0.015}[name])
-  if domain == 'point_mass':
-    return model, _PointMass(model)
-  return model, _Cheetah(model)
+    task = _Cartpole(model, swing_up=name == 'swingup')
+  elif domain == 'reacher':
+    task = _Reacher(model, target_size={'easy': 0.05, 'hard': 0.015}[name])
+  elif domain == 'point_mass':
+    task = _PointMass(model)
+  elif domain == 'walker':   # dm_control walker.py: _WALK_SPEED 1, _RUN_SPEED 8
+    task = _Walker(model, move_speed={'stand': 0.0, 'walk': 1.0, 'run': 8.0}[name])
+  else:
+    task = _Cheetah(model)
+  # Simulator steps per control step (walker: 0.025 s / 0.0025 s = 10; the others 1).
+  task.substeps = int(round(env.control_timestep() / model.opt.timestep))
+  return model, task
 
 
 class MjxEnv(JaxEnv):
@@ -339,7 +384,10 @@ class MjxEnv(JaxEnv):
       active = steps < self._control_steps   # a repeat past the limit does nothing
       # MJX's step leaves positions-dependent quantities at the state before integrating;
       # the forward pass brings them to the new state, which dm_control observes.
-      stepped = mjx.forward(self._mx, mjx.step(self._mx, data.replace(ctrl=ctrl)))
+      stepped = jax.lax.fori_loop(0, self._task.substeps,
+                                  lambda _, data: mjx.step(self._mx, data),
+                                  data.replace(ctrl=ctrl))
+      stepped = mjx.forward(self._mx, stepped)
       data = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, data)
       reward = reward + jnp.where(active, self._task.reward(data, goal), 0.0)
       return (data, steps + active.astype(jnp.int32), reward), None

@@ -40,10 +40,12 @@ def test_tolerance_matches_dm_control():
                                expected, atol=1e-6)
 
 
-# Each compiles MJX's step (~20 s on 2 cores); point_mass's code path is reacher's.
+# Each compiles MJX's step (~20 s on 2 cores); point_mass's code path is reacher's, and
+# walker's (contacts, as cheetah's) runs with the slow tests.
 @pytest.mark.parametrize('task,repeat', [
     ('cartpole_swingup', 2), ('reacher_easy', 1), ('cheetah_run', 1),
-    pytest.param('point_mass_easy', 1, marks=pytest.mark.slow)])
+    pytest.param('point_mass_easy', 1, marks=pytest.mark.slow),
+    pytest.param('walker_walk', 1, marks=pytest.mark.slow)])
 def test_observations_rewards_and_steps_match_dm_control(task, repeat):
   # From each state of a dm_control episode (random actions), one MJX agent step with the
   # same action gives dm_control's next observation, reward (summed over the repeats) and
@@ -136,7 +138,7 @@ def test_registry_and_suite_defaults():
 
 def test_bad_names_and_observations():
   with pytest.raises(ValueError, match='cartpole_swingup'):
-    envs.check_name(EnvConfig(name='mjx_walker_walk'))
+    envs.check_name(EnvConfig(name='mjx_quadruped_walk'))
   with pytest.raises(ValueError, match='no observation'):
     mjx_envs.MjxEnv('cartpole_swingup', EnvConfig(name='mjx_cartpole_swingup', pixels=False,
                                                   proprio=False))
