@@ -161,6 +161,30 @@ def _env_sending_sigterm(at_call):
   return make_env
 
 
+def test_eval_only_evaluates_each_seed_of_a_seeds_checkpoint(tmp_path):
+  # A `--seeds 2` device-loop checkpoint holds the agents and policy keys stacked on a first
+  # axis (common/device_loop.py `_checkpoint_parts`) and names its first seed in the meta.
+  import jax
+  import jax.numpy as jnp
+  agent = make_agent(Config(), None, _Discrete())
+  stacked = jax.tree.map(lambda *x: jnp.stack(x),
+                         *[agent.init(jax.random.PRNGKey(seed)) for seed in (5, 6)])
+  keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6)])
+  saver = Checkpointer(tmp_path / 'seeds' / 'checkpoints')
+  saver.save(120, {'agent': stacked, 'policy_key': keys},
+             {'agent_steps': 120, 'updates': 9, 'loop': 'device', 'seeds': 2, 'first_seed': 5})
+  saver.close()
+  config = _config(tmp_path, name='eval', eval_only=True, eval_episodes=2,
+                   from_checkpoint=str(tmp_path / 'seeds'))
+  summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
+  assert summary['step'] == 120 and summary['updates'] == 9
+  assert sorted(summary['eval_scores_by_seed']) == [5, 6]
+  for seed in (5, 6):
+    lines = (tmp_path / 'eval' / f'seed{seed}' / 'eval_scores.jsonl').read_text().splitlines()
+    assert [json.loads(line)['step'] for line in lines] == [120, 120]
+    assert [json.loads(line)['score'] for line in lines] == summary['eval_scores_by_seed'][seed]
+
+
 def test_run_eval_only_offline_and_sigterm(tmp_path):
   config = _config(tmp_path, eval_every=100)
   summary = train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
