@@ -21,7 +21,8 @@ class RayRenderer:
 
   def __init__(self, model, size=(64, 64), camera=0):
     if not 0 <= camera < model.ncam:
-      raise ValueError(f'camera={camera}: the model has {model.ncam} cameras.')
+      raise ValueError(f'camera={camera}: the model has {model.ncam} cameras (0..'
+                       f'{model.ncam - 1}; env.camera=-1 picks the papers\' camera).')
     height, width = size
     self.size = (int(height), int(width))
     self.camera = int(camera)
