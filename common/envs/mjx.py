@@ -1,8 +1,8 @@
 """DeepMind Control Suite tasks simulated by MuJoCo MJX (JAX): `mjx_<domain>_<task>`.
 
 `mjx_cartpole_balance`, `mjx_cartpole_swingup`, `mjx_reacher_easy`, `mjx_reacher_hard`,
-`mjx_point_mass_easy`, `mjx_cheetah_run`, `mjx_walker_stand`, `mjx_walker_walk` and
-`mjx_walker_run` as `JaxEnv`s (`common/envs/jax_env.py`), so
+`mjx_point_mass_easy`, `mjx_cheetah_run`, `mjx_walker_stand`, `mjx_walker_walk`,
+`mjx_walker_run`, `mjx_hopper_stand` and `mjx_hopper_hop` as `JaxEnv`s (`common/envs/jax_env.py`), so
 `--loop device` compiles them into its program and the Python loop steps them vmapped. The
 model is dm_control's own (loaded through `dm_control.suite`, so the XML and its assets are
 the package's); physics runs in MJX (`mujoco.mjx`, pure JAX). Each task's observation,
@@ -36,7 +36,8 @@ os.environ.setdefault('MUJOCO_GL', 'egl')   # dm_control loads the model; nothin
 
 INSTALL = 'pip install mujoco-mjx (the version of the installed mujoco; Python >= 3.12)'
 TASKS = ('cartpole_balance', 'cartpole_swingup', 'reacher_easy', 'reacher_hard',
-         'point_mass_easy', 'cheetah_run', 'walker_stand', 'walker_walk', 'walker_run')
+         'point_mass_easy', 'cheetah_run', 'walker_stand', 'walker_walk', 'walker_run',
+         'hopper_stand', 'hopper_hop')
 
 
 def check_task(task: str):
@@ -269,6 +270,46 @@ class _Walker(_Task):
     return stand * (5 * move + 1) / 6
 
 
+class _Hopper(_Task):
+  """dm_control hopper.Hopper: every rotational and limited joint drawn; observations of the
+  joints (without the horizontal position) and the log1p of the two foot touch sensors;
+  reward for the torso's height over the foot in [0.6, 2], times hopping faster than 2 m/s
+  (hop) or small controls (stand)."""
+
+  stand_height, hop_speed = 0.6, 2.0
+
+  def __init__(self, model, hopping: bool):
+    super().__init__(model)
+    import mujoco
+    self.hopping = hopping
+    body = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
+    sensor = lambda name: int(model.sensor_adr[
+        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
+    self.torso, self.foot = body('torso'), body('foot')
+    self.velocity_address = sensor('torso_subtreelinvel')
+    self.touch_addresses = np.array([sensor('touch_toe'), sensor('touch_heel')])
+
+  def initial(self, key):
+    import jax.numpy as jnp
+    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
+    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+
+  def observe(self, data, goal):
+    import jax.numpy as jnp
+    return {'position': data.qpos[1:], 'velocity': data.qvel,
+            'touch': jnp.log1p(data.sensordata[self.touch_addresses])}
+
+  def reward(self, data, goal):
+    height = data.xipos[self.torso, 2] - data.xipos[self.foot, 2]
+    standing = tolerance(height, self.stand_height, 2.0)
+    if self.hopping:
+      return standing * tolerance(data.sensordata[self.velocity_address], self.hop_speed,
+                                  np.inf, margin=self.hop_speed / 2, value_at_margin=0.5,
+                                  sigmoid='linear')
+    small_control = tolerance(data.ctrl, margin=1, value_at_margin=0, sigmoid='quadratic')
+    return standing * (small_control.mean() + 4) / 5
+
+
 def _make_task(task: str):
   """The dm_control model (from the package) and the task's JAX functions."""
   import mujoco
@@ -287,11 +328,24 @@ def _make_task(task: str):
     task = _PointMass(model)
   elif domain == 'walker':   # dm_control walker.py: _WALK_SPEED 1, _RUN_SPEED 8
     task = _Walker(model, move_speed={'stand': 0.0, 'walk': 1.0, 'run': 8.0}[name])
+  elif domain == 'hopper':
+    task = _Hopper(model, hopping=name == 'hop')
   else:
     task = _Cheetah(model)
   # Simulator steps per control step (walker: 0.025 s / 0.0025 s = 10; the others 1).
   task.substeps = int(round(env.control_timestep() / model.opt.timestep))
   return model, task
+
+
+def _acceleration_sensors(model):
+  """bool [nsensordata]: the entries of sensors computed at the acceleration stage."""
+  import mujoco
+  mask = np.zeros(model.nsensordata, bool)
+  for sensor in range(model.nsensor):
+    start = int(model.sensor_adr[sensor])
+    mask[start:start + int(model.sensor_dim[sensor])] = (
+        int(model.sensor_needstage[sensor]) == int(mujoco.mjtStage.mjSTAGE_ACC))
+  return mask
 
 
 class MjxEnv(JaxEnv):
@@ -323,6 +377,7 @@ class MjxEnv(JaxEnv):
       from common.envs.mjx_render import RayRenderer
       camera = config.camera if config.camera >= 0 else CAMERAS.get(split_task(task)[0], 0)
       self.renderer = RayRenderer(self.model, tuple(config.size), camera)
+    self._acceleration_sensors = _acceleration_sensors(self.model)
     self._low = np.asarray(self.model.actuator_ctrlrange[:, 0], np.float32)
     self._high = np.asarray(self.model.actuator_ctrlrange[:, 1], np.float32)
     self.act_space = Space(np.float32, (self.model.nu,), -1.0, 1.0)
@@ -387,7 +442,11 @@ class MjxEnv(JaxEnv):
       stepped = jax.lax.fori_loop(0, self._task.substeps,
                                   lambda _, data: mjx.step(self._mx, data),
                                   data.replace(ctrl=ctrl))
-      stepped = mjx.forward(self._mx, stepped)
+      # As dm_control's step, which ends with mj_step1: position and velocity quantities at
+      # the new state, acceleration-stage sensors (touch) from the last step's forces.
+      forwarded = mjx.forward(self._mx, stepped)
+      stepped = forwarded.replace(sensordata=jnp.where(
+          self._acceleration_sensors, stepped.sensordata, forwarded.sensordata))
       data = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, data)
       reward = reward + jnp.where(active, self._task.reward(data, goal), 0.0)
       return (data, steps + active.astype(jnp.int32), reward), None

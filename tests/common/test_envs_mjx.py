@@ -41,11 +41,12 @@ def test_tolerance_matches_dm_control():
 
 
 # Each compiles MJX's step (~20 s on 2 cores); point_mass's code path is reacher's, and
-# walker's (contacts, as cheetah's) runs with the slow tests.
+# walker's and hopper's (contacts, as cheetah's) run with the slow tests.
 @pytest.mark.parametrize('task,repeat', [
     ('cartpole_swingup', 2), ('reacher_easy', 1), ('cheetah_run', 1),
     pytest.param('point_mass_easy', 1, marks=pytest.mark.slow),
-    pytest.param('walker_walk', 1, marks=pytest.mark.slow)])
+    pytest.param('walker_walk', 1, marks=pytest.mark.slow),
+    pytest.param('hopper_hop', 1, marks=pytest.mark.slow)])
 def test_observations_rewards_and_steps_match_dm_control(task, repeat):
   # From each state of a dm_control episode (random actions), one MJX agent step with the
   # same action gives dm_control's next observation, reward (summed over the repeats) and
