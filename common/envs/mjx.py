@@ -88,6 +88,7 @@ class _Task:
 
   settle_steps = 0
   substeps = 1   # simulator steps per control step (set from dm_control's control timestep)
+  limited_only = False   # the default `initial` draws only limited joints (cheetah)
 
   def __init__(self, model):
     self.model = model            # mujoco.MjModel (host)
@@ -100,6 +101,24 @@ class _Task:
   def geom(self, name):
     import mujoco
     return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, name)
+
+  def body(self, name):
+    import mujoco
+    return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name)
+
+  def sensor(self, name):
+    """The address of sensor `name`'s first value in `data.sensordata`."""
+    import mujoco
+    return int(self.model.sensor_adr[
+        mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
+
+  def initial(self, key):
+    """dm_control's usual episode start: the joints drawn by `randomize_joints`, at rest, no
+    goal."""
+    import jax.numpy as jnp
+    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32),
+                                 self.limited_only)
+    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
 
   def randomize_joints(self, key, qpos, limited_only=False):
     """`randomizers.randomize_limited_and_rotational_joints` for hinge and slide joints:
@@ -196,11 +215,6 @@ class _Reacher(_Task):
 class _PointMass(_Task):
   """dm_control point_mass.PointMass without gain randomisation (the easy task)."""
 
-  def initial(self, key):
-    import jax.numpy as jnp
-    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
-    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
-
   def observe(self, data, goal):
     return {'position': data.qpos, 'velocity': data.qvel}
 
@@ -219,19 +233,14 @@ class _Cheetah(_Task):
   steps to settle (`settle_steps`), run reward over 10 m/s."""
 
   settle_steps = 200
-
-  def initial(self, key):
-    import jax.numpy as jnp
-    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32), limited_only=True)
-    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+  limited_only = True
 
   def observe(self, data, goal):
     return {'position': data.qpos[1:], 'velocity': data.qvel}
 
   def reward(self, data, goal):
-    # dm_control reads the torso's `subtreelinvel` sensor, the only sensor of the model.
-    return tolerance(data.sensordata[0], 10.0, np.inf, margin=10.0, value_at_margin=0,
-                     sigmoid='linear')
+    speed = data.sensordata[self.sensor('torso_subtreelinvel')]
+    return tolerance(speed, 10.0, np.inf, margin=10.0, value_at_margin=0, sigmoid='linear')
 
 
 class _Walker(_Task):
@@ -243,16 +252,9 @@ class _Walker(_Task):
 
   def __init__(self, model, move_speed: float):
     super().__init__(model)
-    import mujoco
     self.move_speed = move_speed
-    self.torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, 'torso')
-    sensor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, 'torso_subtreelinvel')
-    self.velocity_address = int(model.sensor_adr[sensor])
-
-  def initial(self, key):
-    import jax.numpy as jnp
-    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
-    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+    self.torso = self.body('torso')
+    self.velocity_address = self.sensor('torso_subtreelinvel')
 
   def observe(self, data, goal):
     return {'orientations': data.xmat[1:, 0, :][:, ::2],   # each body's 'xx' and 'xz'
@@ -280,19 +282,10 @@ class _Hopper(_Task):
 
   def __init__(self, model, hopping: bool):
     super().__init__(model)
-    import mujoco
     self.hopping = hopping
-    body = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
-    sensor = lambda name: int(model.sensor_adr[
-        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
-    self.torso, self.foot = body('torso'), body('foot')
-    self.velocity_address = sensor('torso_subtreelinvel')
-    self.touch_addresses = np.array([sensor('touch_toe'), sensor('touch_heel')])
-
-  def initial(self, key):
-    import jax.numpy as jnp
-    qpos = self.randomize_joints(key, jnp.asarray(self.model.qpos0, jnp.float32))
-    return qpos, jnp.zeros(self.model.nv), jnp.zeros(2)
+    self.torso, self.foot = self.body('torso'), self.body('foot')
+    self.velocity_address = self.sensor('torso_subtreelinvel')
+    self.touch_addresses = np.array([self.sensor('touch_toe'), self.sensor('touch_heel')])
 
   def observe(self, data, goal):
     import jax.numpy as jnp
