@@ -45,7 +45,7 @@ from common import device_replay
 from common import envs as envs_lib
 from common import logging as logging_lib
 from common import memory
-from common import train_loop
+from common import schedule
 
 CHUNK_STEPS = 1000   # agent steps per compiled call when run.chunk is 0
 MEMORY_SHARE = 0.5   # of the device's memory the replay may take (the rest: the train step)
@@ -125,7 +125,7 @@ class DeviceLoop:
     self.chunk = int(run.chunk) or max(1, CHUNK_STEPS // self.num_envs)
     self.log_keys = sorted(key for key in obs_space if key.startswith('log/'))
     # One stored step: the observation (no log keys), the action, the policy's entries.
-    spec = {key: (space.shape, space.dtype) for key, space in train_loop.strip_log(obs_space).items()}
+    spec = {key: (space.shape, space.dtype) for key, space in schedule.strip_log(obs_space).items()}
     spec['action'] = (act_space.shape, act_space.dtype)
     self.empty_entries = {}
     if agent.policy_entries:
@@ -182,7 +182,7 @@ class DeviceLoop:
 
   def _act(self, ls, keys):
     agent, num = self.agent, self.num_envs
-    obs = train_loop.strip_log(ls.obs)
+    obs = schedule.strip_log(ls.obs)
 
     def act_random():
       entries = {key: jnp.zeros((self.seeds, num) + shape, dtype)
@@ -233,7 +233,7 @@ class DeviceLoop:
             replay, where, values=entries)
       guard = ls.guard
       if 'nonfinite' in metrics:
-        guard = jax.vmap(train_loop.guard_update, in_axes=(0, 0, None))(
+        guard = jax.vmap(schedule.guard_update, in_axes=(0, 0, None))(
             guard, metrics['nonfinite'], ls.step)
       scalars = {k: v for k, v in metrics.items() if v.ndim == 1}
       sums = {'count': sums['count'] + 1,
@@ -251,7 +251,7 @@ class DeviceLoop:
     keys, act_keys, env_keys, train_keys = split[:, 0], split[:, 1:3], split[:, 3], split[:, 4]
     action, carry, entries = self._act(ls, act_keys)
     obs = ls.obs
-    step_data = {**train_loop.strip_log(obs), 'action': action, **entries}
+    step_data = {**schedule.strip_log(obs), 'action': action, **entries}
     replay = jax.vmap(device_replay.add)(ls.replay, step_data)
     episode = self._track(ls.episode, obs)
     ended = {'done': obs['is_last'], 'score': episode['score'], 'length': episode['length'],
@@ -263,7 +263,7 @@ class DeviceLoop:
     step = ls.step + num
     ls = ls._replace(carry=carry, env=env_state, obs=new_obs, replay=replay,
                      keys=keys, episode=episode, step=step)
-    # The train-ratio accounting of `train_loop` (TrainRatio and can_train).
+    # The train loop's train-ratio accounting (schedule.TrainRatio, and when training starts).
     # Every seed holds as many windows, except with episode sampling: wait for the fewest.
     held = jnp.min(jax.vmap(functools.partial(device_replay.starts, length=self.window))(replay))
     ready = (step >= run.prefill) & (held >= max(1, run.train_starts))
@@ -348,7 +348,7 @@ class DeviceLoop:
     def body(loop):
       t, env_state, obs, carry, key, episode, results, count = loop
       key, act_key, step_key = jax.random.split(key, 3)
-      action, carry = policy(agents, carry, train_loop.strip_log(obs),
+      action, carry = policy(agents, carry, schedule.strip_log(obs),
                              jax.random.split(act_key, seeds))
       episode = self._track(episode, obs)
       done = obs['is_last']
@@ -389,7 +389,7 @@ def run(make_agent, config, stream=None, fit=None):
   check(config)
   run_config = config.run
   env = envs_lib.make_jax(config.env)
-  obs_space = train_loop.strip_log(env.obs_space)
+  obs_space = schedule.strip_log(env.obs_space)
   act_space = env.act_space
   if fit is not None:
     config = fit(config, obs_space, act_space)
@@ -422,7 +422,7 @@ def run(make_agent, config, stream=None, fit=None):
   print(f'--loop device: {seeds} seed(s) x {run_config.envs} {config.env.name} envs, '
         f'{loop.chunk} iterations per call, replay {memory.gib(loop.replay_bytes)} on '
         f'{jax.devices()[0].device_kind}.', file=stream)
-  signals = train_loop.StopSignals()
+  signals = schedule.StopSignals()
   signals.install()
   try:
     return _train(loop, config, loggers, checkpointer, signals, stream)
@@ -477,9 +477,9 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
   ls = jax.tree.map(lambda x: jnp.array(x, copy=True), ls)
   start_step = int(ls.step)
   report_key = jax.random.PRNGKey(run_config.seed + 1)
-  log_timer = train_loop.Timer(run_config.log_every)
-  report_timer = train_loop.Timer(run_config.report_every)
-  save_timer = train_loop.Timer(run_config.save_every)
+  log_timer = schedule.Timer(run_config.log_every)
+  report_timer = schedule.Timer(run_config.report_every)
+  save_timer = schedule.Timer(run_config.save_every)
   summary = {'start_step': start_step, 'interrupted': False, 'eval_scores': []}
   next_eval = start_step + run_config.eval_every if run_config.eval_every else None
 
@@ -502,7 +502,7 @@ def _train(loop, config, loggers, checkpointer, signals, stream):
         logger.add({k: v[s] / sums['count'] for k, v in sums.items() if k != 'count'},
                    prefix='train')
     if int(np.max(guard)) >= run_config.max_nonfinite:
-      raise train_loop.NonFiniteError(
+      raise schedule.NonFiniteError(
           f'Stopping: {int(np.max(guard))} consecutive training updates were non-finite and '
           f'skipped (run.max_nonfinite={run_config.max_nonfinite}); resume from the last '
           f'checkpoint in {checkpointer.directory}.')
@@ -538,13 +538,13 @@ def _evaluate(loop, agents, loggers, step, run_config):
   (`eval_scores.jsonl`, `eval_episode/*`); returns seed 0's scores."""
   key = jax.random.fold_in(jax.random.PRNGKey(run_config.seed + 10_000), step)
   results = jax.device_get(loop.evaluate(agents, key))
+  ended = np.minimum(results['count'], run_config.eval_episodes)   # episodes per seed
   for s, logger in enumerate(loggers):
-    for k in range(min(int(results['count'][s]), run_config.eval_episodes)):
+    for k in range(int(ended[s])):
       stats = {key[4:]: results[key][s, k] for key in loop.log_keys}
       logger.episode(step, float(results['score'][s, k]), int(results['length'][s, k]),
                      mode='eval', **stats)
-  return [float(x) for x in results['score'][0, :min(int(results['count'][0]),
-                                                      run_config.eval_episodes)]]
+  return [float(x) for x in results['score'][0, :int(ended[0])]]
 
 
 def _write_episodes(loggers, ys, log_keys):

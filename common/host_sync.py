@@ -23,6 +23,7 @@ exchange). With one process `agree` asks the local clocks every iteration and co
 """
 import itertools
 import json
+import os
 
 import jax
 
@@ -32,6 +33,14 @@ _TIMEOUT_MS = 3_600_000   # a host may be evaluating or saving while the others 
 # Every host creates its HostSyncs in the same order, so the n-th one has the same keys on
 # all of them, and a later loop in the same processes never reads an earlier loop's keys.
 _instances = itertools.count()
+
+
+def host_dir(logdir: str) -> str:
+  """Where this host logs (and keeps its replay): the run directory on process 0, and
+  `hosts/<process>/` inside it on the others (not a run of its own: experiments/export.py
+  skips `hosts/`). The run directory's checkpoints are shared by all hosts."""
+  process = jax.process_index()
+  return logdir if process == 0 else os.path.join(logdir, 'hosts', str(process))
 
 
 class HostDisagreement(RuntimeError):

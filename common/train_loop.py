@@ -41,7 +41,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import jax
 import jax.numpy as jnp
@@ -54,46 +53,12 @@ from common import host_sync as host_sync_lib
 from common import logging as logging_lib
 from common import prefetch as prefetch_lib
 from common import replay as replay_lib
+from common.schedule import NonFiniteError, StopSignals, Timer, TrainRatio, guard_update, strip_log
 from common.driver import Driver
 
 _log = _pylogging.getLogger(__name__)
 _GUARD_EVERY = 1.0  # seconds between checks of the non-finite guard
 _HOST_SEED_STRIDE = 1_000_000  # host p of a multi-host run seeds its envs with run.seed + p * this
-
-
-class NonFiniteError(SystemExit):
-  """Raised (exit status 1, one message) when too many updates in a row were non-finite."""
-
-
-class TrainRatio:
-  """Updates owed after `step` agent steps: `pretrain + floor((step - start) * ratio / (B * T))`
-  once `step >= start`, none before.
-
-  Exact (rational arithmetic), so fractional credit carries over between calls.
-  """
-
-  def __init__(self, ratio, batch_steps, start=0, updates=0, pretrain=0):
-    if ratio < 0:
-      raise ValueError(f'run.train_ratio={ratio}: must be >= 0.')
-    if batch_steps < 1:
-      raise ValueError(f'batch_size * batch_length = {batch_steps}: must be positive.')
-    self._rate = fractions.Fraction(ratio) / batch_steps
-    self.start = start
-    self.pretrain = pretrain
-    self.updates = updates  # updates already done, pretrain included
-
-  def due(self, step):
-    """Number of updates to run now (and counts them as done)."""
-    if step < self.start:
-      return 0
-    owed = self.pretrain + int((step - self.start) * self._rate)
-    count = max(0, owed - self.updates)
-    self.updates += count
-    return count
-
-
-def strip_log(obs):
-  return {key: value for key, value in obs.items() if not key.startswith('log/')}
 
 
 def _default_make_env(env_config, num, seed):
@@ -133,11 +98,7 @@ class _Loop:
     self.logdir = os.path.abspath(run_config.logdir or config_lib.default_logdir(config))
     os.makedirs(self.logdir, exist_ok=True)
     self.sync = host_sync_lib.HostSync()
-    # Over several hosts, one run directory holds the checkpoints (written by all hosts
-    # together) and process 0's logs and replay; every other host logs and keeps its replay
-    # in hosts/<process>/ (not a run of its own: plots skip it).
-    self.host_dir = (self.logdir if self.sync.process == 0 else
-                     os.path.join(self.logdir, 'hosts', str(self.sync.process)))
+    self.host_dir = host_sync_lib.host_dir(self.logdir)
     # Each host's envs, replay sampling and actions get their own seed; the parameters are
     # initialised from run.seed alone, the same on every host.
     self.host_seed = run_config.seed + _HOST_SEED_STRIDE * self.sync.process
@@ -344,54 +305,6 @@ class _Loop:
     for env in (self.train_env, self.eval_env):
       if env is not None and hasattr(env, 'close'):
         env.close()
-
-
-def guard_update(guard, nonfinite, step):
-  current, longest, last_finite = guard
-  bad = jnp.asarray(nonfinite) > 0
-  current = jnp.where(bad, current + 1, 0).astype(jnp.int32)
-  longest = jnp.maximum(longest, current)
-  last_finite = jnp.where(bad, last_finite, jnp.int32(step))
-  return current, longest, last_finite
-
-
-class StopSignals:
-  """Catches SIGINT/SIGTERM while installed: `received` holds the signal, so a loop can
-  finish its step, save and stop (both training loops)."""
-
-  def __init__(self):
-    self.received = None
-    self._previous = {}
-
-  def install(self):
-    def handler(signum, frame):
-      del frame
-      self.received = signum
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      try:
-        self._previous[signum] = signal.signal(signum, handler)
-      except ValueError:  # not the main thread
-        pass
-
-  def restore(self):
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
-    self._previous = {}
-
-
-class Timer:
-  def __init__(self, every):
-    self.every = every
-    self.last = time.time()
-
-  def __call__(self):
-    if self.every <= 0:
-      return False
-    now = time.time()
-    if now - self.last >= self.every:
-      self.last = now
-      return True
-    return False
 
 
 def run(make_agent, config, make_env=None, stream=None, fit=None):

@@ -23,6 +23,7 @@ import optax
 
 from common import config as config_lib
 from common import devices
+from common import host_sync
 from common.checkpoint import Checkpointer
 from common.logging import Logger
 from world_models_ha import configs, controller, dream, evolve, mdnrnn, rollouts, vae
@@ -555,12 +556,10 @@ def main(argv=None):
     print(f'world_models_ha.main: error: {error}', file=sys.stderr)
     raise SystemExit(2) from None
   os.makedirs(config.run.logdir, exist_ok=True)
-  host_dir = config.run.logdir
   if jax.process_index() == 0:
     config_lib.save(config, _path(config, 'config.yaml'))
-  else:  # the other hosts of a multi-host run log apart, as the shared train loop's do
-    host_dir = _path(config, 'hosts', str(jax.process_index()))
-  logger = Logger(host_dir)
+  # The other hosts of a multi-host run log apart, as the shared train loop's do.
+  logger = Logger(host_sync.host_dir(config.run.logdir))
   try:
     for stage in stages:
       STAGE_FUNCTIONS[stage](config, logger)

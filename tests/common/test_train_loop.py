@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from common import schedule
 from common import train_loop
 from common.checkpoint import Checkpointer
 
@@ -122,7 +123,7 @@ def test_train_ratio_exact():
   rng = np.random.default_rng(0)
   for ratio, batch_steps, pretrain in [(32.0, 1024, 0), (0.5, 6, 0), (1.25, 16, 3),
                                        (512.0, 1024, 100)]:
-    accounting = train_loop.TrainRatio(ratio, batch_steps, start=10, pretrain=pretrain)
+    accounting = schedule.TrainRatio(ratio, batch_steps, start=10, pretrain=pretrain)
     # Reference: a plain loop accumulating fractional credit one step at a time, with the
     # pretrain updates owed once the step counter reaches the start.
     credit, reference_total, step, total = fractions.Fraction(0), 0, 0, 0
@@ -140,7 +141,7 @@ def test_train_ratio_exact():
       total += accounting.due(step)
       assert total == reference_total
   with pytest.raises(ValueError, match='train_ratio'):
-    train_loop.TrainRatio(-1, 16)
+    schedule.TrainRatio(-1, 16)
 
 
 def _env_sending_sigterm(at_call):
@@ -274,7 +275,7 @@ def test_replay_context_stores_policy_latents_and_writes_back(tmp_path):
 
 def test_nonfinite_guard_stops(tmp_path):
   config = _config(tmp_path, agent={'nan_after': 3}, max_nonfinite=5, save_every=1e9)
-  with pytest.raises(train_loop.NonFiniteError, match=r'last finite update at agent step \d+; '
+  with pytest.raises(schedule.NonFiniteError, match=r'last finite update at agent step \d+; '
                      r'resume from checkpoint'):
     train_loop.run(make_agent, config, stream=open(os.devnull, 'w'))
 
