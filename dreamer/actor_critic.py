@@ -23,8 +23,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from common import distributions as dists
-from common import returns as returns_lib
+from common.nn import distributions as dists
+from common.nn import returns as returns_lib
 from dreamer import networks
 
 sg = jax.lax.stop_gradient

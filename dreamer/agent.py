@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import optax
 
 from common import agent as agent_lib
-from common import geometry
-from common import optim as optim_lib
-from common import returns as returns_lib
-from common import rssm as rssm_lib
+from common.nn import optim as optim_lib
+from common.nn import returns as returns_lib
+from common.nn import rssm as rssm_lib
+from common.planning import geometry
 from dreamer import actor_critic as ac_lib
 from dreamer import explore as explore_lib
 from dreamer import planning as planning_lib
@@ -379,7 +379,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
     return state, metrics
 
   def latent_geometry(wm_params: dict, batch: dict, key: jax.Array) -> dict:
-    """common.geometry's diagnostics of the posterior latents of a replayed batch."""
+    """common.planning.geometry's diagnostics of the posterior latents of a replayed batch."""
     post, _, feat, _, rest = wm_lib.observe(wm, wm_params, batch, key)
     stoch = wm_lib.stoch_vector(wm, post)
     return geometry.diagnostics({'deter': post.deter, 'stoch': stoch, 'feat': feat},
@@ -387,7 +387,7 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
 
   def report(state: TrainState, batch: dict) -> dict:
     """Open-loop prediction: `report_context` observed frames, then imagined ones (V3 report),
-    and the latent geometry (`geometry/*`: common.geometry.diagnostics) of the whole batch.
+    and the latent geometry (`geometry/*`: common.planning.geometry.diagnostics) of the whole batch.
 
     metrics['video/openloop'] is uint8 [T, S * H, 3 * W, C]: for each of S sequences a
     row of truth | model | error ((model - truth + 1) / 2).

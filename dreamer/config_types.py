@@ -4,13 +4,13 @@ that change them (algorithm, suite, size) are in `dreamer/configs.py`, which re-
 """
 import dataclasses
 
-from common import kl as kl_lib
-from common import optim as optim_lib
-from common import planning
-from common import replay as replay_lib
-from common import rssm as rssm_lib
-from common.config import RunConfig
 from common.envs.config import EnvConfig
+from common.nn import kl as kl_lib
+from common.nn import optim as optim_lib
+from common.nn import rssm as rssm_lib
+from common.planning import planners as planning
+from common.replay import host as replay_lib
+from common.run.config import RunConfig
 from dreamer import explore as explore_lib
 
 
@@ -24,7 +24,7 @@ class EncoderConfig:
   # norm, act. 'stride' (V1/V2, or a faster V3 option with ~4x fewer encoder conv FLOPs,
   # not the reference architecture): stride-2 convs.
   downsample: str = 'maxpool'
-  # Conv weight gradients: 'shift' (common/conv.py: shifted matrix products, ~4x faster on
+  # Conv weight gradients: 'shift' (common/nn/conv.py: shifted matrix products, ~4x faster on
   # XLA CPU), 'xla', or 'auto' (shift on the CPU backend only). Same values either way.
   conv_grad: str = 'auto'
   mlp_layers: int = 3             # layers of the vector-input MLP
@@ -179,7 +179,7 @@ class DreamerConfig:
   critic_opt: optim_lib.OptimConfig = optim_lib.OptimConfig(
       kind='dreamerv3', lr=4e-5, eps=1e-20, agc=0.3, warmup=1000, momentum=0.9)
   # Acting (issue 21): 'actor' (every Dreamer paper), or plan at every step with a planner
-  # of common/planning.py over the world model ('cem', 'mppi', 'gradient'; dreamer/planning.py).
+  # of common/planning/planners.py over the world model ('cem', 'mppi', 'gradient'; dreamer/planning.py).
   policy: str = 'actor'
   planner: planning.PlannerConfig = planning.PlannerConfig()
   # Plan2Explore (dreamer/explore.py; `--config plan2explore`): 'none' in every Dreamer paper.

@@ -3,7 +3,7 @@
 DreamerV3 (Hafner et al., "Mastering Diverse Domains through World Models",
 Nature 2025): the defaults below are the paper's and its reference code's
 (Appendix, Table of hyperparameters). Presets compose in the order algorithm,
-environment suite, size, then `--set` overrides (see `common.config`).
+environment suite, size, then `--set` overrides (see `common.run.config`).
 
 Sizes (DreamerV3, Table: model sizes; 32 stochastic variables, 8 GRU blocks,
 CNN multipliers [2, 3, 4, 4], kernel 5):
@@ -28,13 +28,13 @@ Gaussian; without `--size`, V1/V2 keep their papers' sizes.
 """
 import dataclasses
 
-from common import config as config_lib
-from common import conv as conv_lib
-from common import kl as kl_lib
-from common import nets
-from common import optim as optim_lib
-from common import planning
-from common import rssm as rssm_lib
+from common.nn import conv as conv_lib
+from common.nn import kl as kl_lib
+from common.nn import nets
+from common.nn import optim as optim_lib
+from common.nn import rssm as rssm_lib
+from common.planning import planners as planning
+from common.run import config as config_lib
 from dreamer import actor_critic
 from dreamer.config_types import (  # noqa: F401  (re-exported: configs.Config, ...)
     ActorConfig, Config, CriticConfig, DecoderConfig, DreamerConfig, EncoderConfig,
@@ -73,7 +73,7 @@ def plan2explore(config: Config) -> Config:
 
 
 def _adam(lr, eps, weight_decay=0.0):
-  """V1/V2 optimiser: global-norm clip 100, Adam, no warmup (`common.optim` kind 'adam')."""
+  """V1/V2 optimiser: global-norm clip 100, Adam, no warmup (`common.nn.optim` kind 'adam')."""
   return optim_lib.OptimConfig(kind='adam', lr=lr, eps=eps, clip=100.0, agc=0.0, warmup=0,
                                momentum=0.9, beta2=0.999, weight_decay=weight_decay)
 
@@ -437,7 +437,7 @@ SIZES['debug'] = debug
 
 
 # Presets `--size auto` may pick, smallest first; it falls back through them when the
-# paper's size does not fit the device (common/cli.py `fit_size`).
+# paper's size does not fit the device (common/run/cli.py `fit_size`).
 AUTO_SIZES = ('size1m', 'size12m', 'size25m', 'size50m', 'size100m', 'size200m')
 
 

@@ -17,7 +17,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from common import geometry
+from common.planning import geometry
 from dreamer import networks
 
 TARGETS = ('stoch', 'deter', 'feat')

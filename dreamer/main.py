@@ -1,6 +1,6 @@
 """Command line: `python -m dreamer.main --config dreamerv3 --env atari_pong [--size size12m] ...`.
 
-Parses the config (`common.config.parse`: --config, --env, --size, --suite,
+Parses the config (`common.run.config.parse`: --config, --env, --size, --suite,
 --set key=value, --logdir, --seed, --steps, --eval_only, --from_checkpoint),
 then runs the shared training loop with the Dreamer agent. Re-running the same
 command on a run directory resumes it. Compute is bfloat16 on GPU/TPU and
@@ -17,7 +17,7 @@ def _make_agent(config, obs_space, act_space):
 
 
 def main(argv=None):
-  from common import cli  # pylint: disable=g-import-not-at-top
+  from common.run import cli  # pylint: disable=g-import-not-at-top
   return cli.run_main(argv, configs.PRESETS, 'dreamer.main', _make_agent)
 
 

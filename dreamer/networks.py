@@ -1,4 +1,4 @@
-"""Dreamer's encoder, decoder and prediction heads over the shared `common.nets` blocks.
+"""Dreamer's encoder, decoder and prediction heads over the shared `common.nn.nets` blocks.
 
 DreamerV3 (Hafner et al. 2023, App. B): images go through a CNN (kernel 5,
 stride 2, channel multipliers [2, 3, 4, 4], RMSNorm, SiLU) and vectors through a
@@ -13,9 +13,9 @@ import chex
 import flax.linen as nn
 import jax.numpy as jnp
 
-from common import distributions as dists
-from common import math as cmath
-from common import nets
+from common.nn import distributions as dists
+from common.nn import math as cmath
+from common.nn import nets
 
 # Observation keys that are not model inputs.
 NON_INPUT_KEYS = ('reward', 'is_first', 'is_last', 'is_terminal', 'action')

@@ -1,7 +1,7 @@
 """Planning inside a Dreamer world model: `agent.policy=cem|mppi|gradient` (issue 21).
 
 Not in any Dreamer paper: at every env step the agent plans over the RSSM's prior rollouts
-from the current posterior with a planner of `common/planning.py`, TD-MPC style (Hansen et
+from the current posterior with a planner of `common/planning/planners.py`, TD-MPC style (Hansen et
 al. 2024): the objective of an action sequence a_1..a_H is
 
     sum_{h=1..H} w_h r(s_h) + w_{H+1} V(s_H),   w_h = prod_{j<h} gamma c(s_j)
@@ -14,8 +14,8 @@ join the CEM and MPPI samples. Continuous actions only.
 import jax
 import jax.numpy as jnp
 
-from common import planning
-from common import rssm as rssm_lib
+from common.nn import rssm as rssm_lib
+from common.planning import planners as planning
 from dreamer import actor_critic as ac_lib
 from dreamer import world_model as wm_lib
 
@@ -99,7 +99,7 @@ def latent_vector(wm, wm_params: dict, state, space: str = 'feat') -> jax.Array:
 
 def goal_rollout_fn(wm, wm_params: dict, goal: jax.Array, space: str, metric: str):
   """`rollout_fn(start, actions [C, H, A], key) -> [C, H]`: minus the distance of the
-  predicted latent after the last action to `goal` [D] (common.planning.goal_contributions)."""
+  predicted latent after the last action to `goal` [D] (common.planning.planners.goal_contributions)."""
   def rollout(start, actions, key):
     states, _ = rssm_lib.imagine(wm.rssm, wm_params['rssm'], _repeat(start, actions.shape[0]),
                                  actions, None, key)

@@ -7,7 +7,7 @@ DreamerV3 (Hafner et al. 2023, Sec. 2 "World model learning", Eq. 4-5):
   L_dyn  = max(1, KL[sg(q(z_t | h_t, x_t)) || p(z_t | h_t)])
   L_rep  = max(1, KL[q(z_t | h_t, x_t) || sg(p(z_t | h_t))])
 
-with b_pred = 1, b_dyn = 1, b_rep = 0.1 (the KL part is `common.kl.kl_loss`).
+with b_pred = 1, b_dyn = 1, b_rep = 0.1 (the KL part is `common.nn.kl.kl_loss`).
 Images are predicted as [0, 1] pixels (MSE), vectors in symlog space, rewards
 with a symexp two-hot head, and continue flags c_t = 1 - terminal_t with a
 Bernoulli head whose target is scaled by the discount 1 - 1/horizon (V3 code's
@@ -31,9 +31,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from common import geometry
-from common import kl as kl_lib
-from common import rssm as rssm_lib
+from common.nn import kl as kl_lib
+from common.nn import rssm as rssm_lib
+from common.planning import geometry
 from dreamer import networks
 
 sg = jax.lax.stop_gradient

@@ -42,8 +42,8 @@ def _peak_flops(device) -> float:
 
 def synthetic_batch(agent, obs_space, act_space, batch, length, seed=0):
   """Random replay-shaped batch for `agent.train` (episodes start at t=0; V3's replay-context
-  latents included), from `common.memory.train_batch_spec`."""
-  from common import memory  # pylint: disable=g-import-not-at-top
+  latents included), from `common.run.memory.train_batch_spec`."""
+  from common.run import memory  # pylint: disable=g-import-not-at-top
   spec = memory.train_batch_spec(agent, obs_space, act_space, batch, length)
   rng = np.random.default_rng(seed)
   out = {}
@@ -62,12 +62,12 @@ def synthetic_batch(agent, obs_space, act_space, batch, length, seed=0):
 def _xla_flops(config, obs_space, act_space, state, batch):
   """XLA's FLOP count of one train step, from its twin with XLA's conv weight gradients.
 
-  The default CPU weight gradients (common/conv.py) loop over chunks of images in a
+  The default CPU weight gradients (common/nn/conv.py) loop over chunks of images in a
   `lax.scan`, whose body XLA's cost analysis counts once; the twin computes the same
   values without that loop, so its count is the step's real work.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from common import config as config_lib  # pylint: disable=g-import-not-at-top
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
   from dreamer import agent as agent_lib  # pylint: disable=g-import-not-at-top
   twin_config = config_lib.replace(
       config, **{'agent.encoder.conv_grad': 'xla', 'agent.decoder.conv_grad': 'xla'})
@@ -83,8 +83,8 @@ def _xla_flops(config, obs_space, act_space, state, batch):
 
 def bench(size, args):
   import jax  # pylint: disable=g-import-not-at-top
-  from common import config as config_lib  # pylint: disable=g-import-not-at-top
   from common.envs.spaces import Space  # pylint: disable=g-import-not-at-top
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
   from dreamer import agent as agent_lib  # pylint: disable=g-import-not-at-top
   from dreamer import configs  # pylint: disable=g-import-not-at-top
 
@@ -104,7 +104,7 @@ def bench(size, args):
   batch = synthetic_batch(agent, obs_space, act_space, args.batch,
                           args.length + agent.replay_context)
   if args.train_devices:   # the loop's data parallel step over the first N devices
-    from common import devices as devices_lib  # pylint: disable=g-import-not-at-top
+    from common.run import devices as devices_lib  # pylint: disable=g-import-not-at-top
     placement = devices_lib.Placement(types.SimpleNamespace(
         train_devices=tuple(range(args.train_devices)), policy_devices=(0,),
         batch_size=args.batch))

@@ -1,4 +1,4 @@
-"""Driver environment steps per second with a random policy (`common.driver.Driver`
+"""Driver environment steps per second with a random policy (`common.run.driver.Driver`
 over `common.envs.make_batch`), optionally beside gymnasium's AsyncVectorEnv.
 
   python -m experiments.bench_envs                       # atari_pong, dmc_cartpole_swingup; 1, 4, 16 envs
@@ -33,7 +33,7 @@ def random_policy(space, num, seed=0):
 
 
 def bench_batch(name, num, steps, mode, context, seed=0):
-  from common.driver import Driver
+  from common.run.driver import Driver
   config = envs.suite_config(name, parallel=mode)
   start = time.time()
   batch = envs.make_batch(config, num, seed, **({'context': context} if mode == 'process' else {}))

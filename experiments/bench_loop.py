@@ -1,6 +1,6 @@
 """The full training loop against its bare train step (issue 19 item 5).
 
-Runs `common.train_loop.run` on a real environment and reports, from the first update to
+Runs `common.run.train_loop.run` on a real environment and reports, from the first update to
 the end: updates/s, env steps/s, and the share of wall time the device spends in train
 steps (updates x the bare step's time / wall time). The bare step is the same jitted
 train step timed alone on a batch of the same shapes. Compile time is reported
@@ -38,9 +38,9 @@ def _bare_step(config, agent, obs_space, act_space, updates):
 
 def bench(args):
   import jax  # pylint: disable=g-import-not-at-top
-  from common import config as config_lib  # pylint: disable=g-import-not-at-top
   from common import envs as envs_lib  # pylint: disable=g-import-not-at-top
-  from common import train_loop  # pylint: disable=g-import-not-at-top
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
+  from common.run import train_loop  # pylint: disable=g-import-not-at-top
   from dreamer import agent as agent_lib  # pylint: disable=g-import-not-at-top
   from dreamer import configs  # pylint: disable=g-import-not-at-top
 

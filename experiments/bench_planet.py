@@ -14,8 +14,8 @@ import time
 import jax
 import numpy as np
 
-from common import config as config_lib
 from common.envs.spaces import Space
+from common.run import config as config_lib
 from planet import agent as agent_lib
 from planet import configs
 

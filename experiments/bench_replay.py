@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from common.replay import Replay, ReplayConfig
+from common.replay.host import Replay, ReplayConfig
 
 
 def main(argv=None):

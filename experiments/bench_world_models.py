@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import config as config_lib
+from common.run import config as config_lib
 from world_models_ha import configs, controller, dream, mdnrnn, rollouts, vae
 from world_models_ha import main as wm_main
 

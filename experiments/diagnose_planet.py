@@ -3,7 +3,7 @@
   python -m experiments.diagnose_planet planner [--env dmc_cartpole_balance] [--candidates 200]
   python -m experiments.diagnose_planet model --logdir RUN [--windows 64] [--samples 1000]
 
-`planner`: the same planner as the agent's (`common.cem.plan`) with the true simulator as its
+`planner`: the same planner as the agent's (`common.planning.cem.plan`) with the true simulator as its
 model: each candidate action sequence is replayed in a copy of the dm_control physics from the
 current state, scored by the task's true reward. One episode. A return near the task's maximum
 (>= 900 on dmc_cartpole_balance) proves the planner and the action plumbing (rescaling, action
@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import cem
 from common.envs import dmc as dmc_lib
-from common.replay import Replay
+from common.planning import cem
+from common.replay.host import Replay
 from experiments import run_checkpoint
 from planet import agent as agent_lib
 

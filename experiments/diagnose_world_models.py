@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import config as config_lib
+from common.run import config as config_lib
 from world_models_ha import configs, dream, main as wm_main, mdnrnn, rollouts, vae
 
 BUCKETS = (0, 100, 200, 300, 500, 10 ** 9)   # steps since reset

@@ -40,7 +40,7 @@ def find_runs(root: str) -> list:
     # Checkpoints and replay chunks never hold runs; skip them to keep the walk cheap.
     subdirs[:] = sorted(d for d in subdirs if d not in ('checkpoints', 'replay'))
     if SCORES in files:
-      # A multi-host run's other hosts log under hosts/<process>/ (common/host_sync.host_dir):
+      # A multi-host run's other hosts log under hosts/<process>/ (common/run/host_sync.host_dir):
       # one run, not more seeds.
       subdirs[:] = [d for d in subdirs if d != 'hosts']
       runs.append(directory)

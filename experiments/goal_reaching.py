@@ -10,7 +10,7 @@ agent's posterior latent are recorded at every step. A goal is the state `--ahea
 a start state of such an episode. For each (start, goal) pair and each planner, the simulator
 is put back in the start state (same episode, so the same task randomisation), the agent
 starts from its recorded posterior, and plans toward the goal's recorded latent (cost: the
-distance of the predicted latents to it, `common.planning.goal_contributions`), executing
+distance of the predicted latents to it, `common.planning.planners.goal_contributions`), executing
 the first `--replan` actions of each plan before replanning (`--replan` = the horizon: open
 loop). Success: the joint positions come within `--tolerance` of the goal's at any step of the
 `2 x --ahead` allowed (Euclidean, in the simulator's units; Pendulum's angle wraps around).
@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import planning
 from common.envs.dmc import DMC
 from common.envs.gym import Gym
+from common.planning import planners as planning
 from dreamer import agent as agent_lib
 from dreamer import planning as dreamer_planning
 from dreamer import world_model as wm_lib

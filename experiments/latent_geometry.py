@@ -8,7 +8,7 @@ deterministic state, the stochastic state and the features, the mean cosine of c
 latent velocities (`geometry/cos_*`: 1 is a straight trajectory; 1 - cos is Wang et al.'s
 curvature) and the correlation between the latent distance to a state up to 16 steps ahead
 and the number of steps (`geometry/dist_step_corr_*`), as every run's report logs them
-(`common/geometry.py`). The agent's own `report` computes them, so script and logs agree.
+(`common/planning/geometry.py`). The agent's own `report` computes them, so script and logs agree.
 """
 import argparse
 import json
@@ -17,7 +17,7 @@ import sys
 
 import jax
 
-from common.replay import Replay
+from common.replay.host import Replay
 from experiments import run_checkpoint
 
 

@@ -12,9 +12,9 @@ import argparse
 import jax
 import numpy as np
 
-from common import config as config_lib
 from common.envs.spaces import Space
-from common.replay import Replay, ReplayConfig
+from common.replay.host import Replay, ReplayConfig
+from common.run import config as config_lib
 from dreamer import agent as agent_lib
 from dreamer import configs
 

@@ -5,8 +5,8 @@ import types
 
 import jax
 
-from common import checkpoint as checkpoint_lib
-from common import config as config_lib
+from common.run import checkpoint as checkpoint_lib
+from common.run import config as config_lib
 
 
 def load(logdir: str, prog: str) -> types.SimpleNamespace:

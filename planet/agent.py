@@ -3,7 +3,7 @@
 PlaNet (Hafner et al., "Learning Latent Dynamics for Planning from Pixels",
 ICML 2019) learns a recurrent state-space model from pixels and has no policy
 network: at every environment step it infers the posterior latent state and
-plans in latent space with the cross-entropy method (`common.cem`).
+plans in latent space with the cross-entropy method (`common.planning.cem`).
 
 World-model objective (Sec. 3, Eq. 3), per sequence of T steps:
 
@@ -18,7 +18,7 @@ valid (t, d), with the same free nats.
 
 Images are quantised to `image_bits` bits and dequantised with uniform noise
 (App. A): x = floor(o / 2^(8 - bits)) / 2^bits + U(0, 2^-bits), in [0, 1];
-the encoder sees x - 0.5 (common.nets) and the decoder predicts x - 0.5.
+the encoder sees x - 0.5 (common.nn.nets) and the decoder predicts x - 0.5.
 """
 import dataclasses
 from typing import Any
@@ -30,13 +30,13 @@ import jax.numpy as jnp
 import optax
 
 from common import agent as agent_lib
-from common import cem
-from common import distributions as dists
-from common import geometry
-from common import kl as kl_lib
-from common import nets
-from common import optim as optim_lib
-from common import rssm as rssm_lib
+from common.nn import distributions as dists
+from common.nn import kl as kl_lib
+from common.nn import nets
+from common.nn import optim as optim_lib
+from common.nn import rssm as rssm_lib
+from common.planning import cem
+from common.planning import geometry
 
 
 @flax.struct.dataclass
@@ -252,7 +252,7 @@ def _make(config, obs_space: dict, act_space):
     return rssm_lib.RSSMState(deter, stoch, stats), jnp.zeros((num_envs, action_dim), jnp.float32)
 
   def make_rollout(params):
-    """rollout_fn for `common.cem`: latent [no batch], actions [C, H, A], key -> rewards [C, H]."""
+    """rollout_fn for `common.planning.cem`: latent [no batch], actions [C, H, A], key -> rewards [C, H]."""
     def rollout(latent, actions, key):
       start = jax.tree.map(lambda x: jnp.broadcast_to(x[None], (actions.shape[0],) + x.shape),
                            latent)
@@ -291,7 +291,7 @@ def _make(config, obs_space: dict, act_space):
     """Open-loop prediction video: `report_context` observed frames, then the prior.
 
     video/openloop [T, 3 H, N W, C] uint8: truth, model, error (rows), N sequences; and
-    geometry/* (common.geometry.diagnostics) of the whole batch's posterior latents.
+    geometry/* (common.planning.geometry.diagnostics) of the whole batch's posterior latents.
     """
     params = state.params
     obs_key, img_key = jax.random.split(jax.random.fold_in(state.key, 1))

@@ -5,7 +5,7 @@ ICML 2019). Defaults are the paper's (Sec. 4-5, App. A) and, where the paper
 is silent, its reference code's (google-research/planet, scripts/configs.py):
 
   * RSSM: GRU with 200 units, 30-dim diagonal Gaussian stochastic state with
-    softplus std + 0.1, ReLU, zero initial state (`common.rssm.PLANET`).
+    softplus std + 0.1, ReLU, zero initial state (`common.nn.rssm.PLANET`).
   * Encoder / decoder: the convolutional networks of World Models (Ha &
     Schmidhuber 2018): 4 stride-2 4x4 'valid' convolutions of depth
     32, 64, 128, 256 with ReLU; decoder Linear(1024) -> 1x1 map -> transposed
@@ -42,13 +42,13 @@ does not recompute them, so set `run.train_ratio` / `run.prefill` with it.
 """
 import dataclasses
 
-from common import config as config_lib
-from common import kl as kl_lib
-from common import optim as optim_lib
-from common import replay as replay_lib
-from common import rssm as rssm_lib
-from common.config import RunConfig
 from common.envs.config import EnvConfig
+from common.nn import kl as kl_lib
+from common.nn import optim as optim_lib
+from common.nn import rssm as rssm_lib
+from common.replay import host as replay_lib
+from common.run import config as config_lib
+from common.run.config import RunConfig
 
 
 @dataclasses.dataclass(frozen=True)

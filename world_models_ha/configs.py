@@ -13,10 +13,10 @@ Shared run fields used here: `run.seed`, `run.logdir`, `run.envs` (env worker pr
 """
 import dataclasses
 
-from common import config as config_lib
-from common.config import RunConfig
 from common.envs.config import EnvConfig
-from common.replay import ReplayConfig
+from common.replay.host import ReplayConfig
+from common.run import config as config_lib
+from common.run.config import RunConfig
 
 ENVS = {'car_racing': 'CarRacing-v3', 'doom_take_cover': 'VizdoomTakeCover-v1'}
 

@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import config as config_lib
-from common import devices
-from common import host_sync
-from common.checkpoint import Checkpointer
-from common.logging import Logger
+from common.run import config as config_lib
+from common.run import devices
+from common.run import host_sync
+from common.run.checkpoint import Checkpointer
+from common.run.logging import Logger
 from world_models_ha import configs, controller, dream, evolve, mdnrnn, rollouts, vae
 
 STAGES = ('collect', 'vae', 'encode', 'mdnrnn', 'controller', 'evaluate')
@@ -109,7 +109,7 @@ def _host_rng(config, step):
 
 
 def placement_for(config, batch_size: int):
-  """Data parallel over `run.train_devices` (common/devices.py) for a stage's batch."""
+  """Data parallel over `run.train_devices` (common/run/devices.py) for a stage's batch."""
   return devices.Placement(dataclasses.replace(config.run, batch_size=batch_size))
 
 

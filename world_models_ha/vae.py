@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import conv
+from common.nn import conv
 
 IMAGE_SHAPE = (64, 64, 3)
 
@@ -27,7 +27,7 @@ class VAE(nn.Module):
   def setup(self):
     self.encoder_convs = [
         nn.Conv(depth, (4, 4), strides=(2, 2), padding='VALID', name=f'enc_conv{i}',
-                # weight gradients as shifted products on CPU (common/conv.py), same values
+                # weight gradients as shifted products on CPU (common/nn/conv.py), same values
                 conv_general_dilated=conv.conv_fn('auto'))
         for i, depth in enumerate((32, 64, 128, 256))]
     self.mean_head = nn.Dense(self.z_size, name='enc_mean')

@@ -12,7 +12,7 @@ minecraft_<task> (MineRL; not installable here), gym_<gymnasium id>, gymnax_<gym
 mjx_<domain>_<task> (DMC tasks simulated by MuJoCo MJX).
 
 JAX-native envs (craftax, gymnax, mjx) are also `JaxEnv`s (`make_jax`), which
-`common/device_loop.py` compiles into one program with the agent.
+`common/run/device_loop.py` compiles into one program with the agent.
 
 Observation dicts: `image` uint8 [H, W, C] and/or float32 vector keys, `reward`
 float32, `is_first`, `is_last`, `is_terminal` bool, and logging-only `log/*`
@@ -23,6 +23,8 @@ keys that agents must not feed to their networks. Actions: int32 [] (discrete,
 Atari 100k, PlaNet/Dreamer DMC, ...). `make` applies them before its keyword
 overrides; `make_batch` takes an EnvConfig as is, so suite presets should build
 theirs with `suite_config(name)` (or apply `suite_defaults`).
+
+May import: nothing else of `common` (only each other).
 """
 import dataclasses
 import functools

@@ -1,8 +1,8 @@
 """Environments written in JAX: N envs as one pure, jittable step, for both training loops.
 
-A `JaxEnv` (Craftax, gymnax) is what `common/device_loop.py` compiles into its program;
+A `JaxEnv` (Craftax, gymnax) is what `common/run/device_loop.py` compiles into its program;
 `JaxBatch` wraps the same env in the BatchEnv API (`step(actions [N]) -> obs [N, ...]`),
-so the Python loop (`common/train_loop.py`) runs it too and the two loops can be compared
+so the Python loop (`common/run/train_loop.py`) runs it too and the two loops can be compared
 on one env.
 
   env.obs_space, env.act_space     Spaces as `common.envs.base.Env` (log/* keys included)

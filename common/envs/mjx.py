@@ -7,7 +7,7 @@
 model is dm_control's own (loaded through `dm_control.suite`, so the XML and its assets are
 the package's); physics runs in MJX (`mujoco.mjx`, pure JAX). Each task's observation,
 reward and episode initialisation are re-written in JAX from the dm_control task of the same
-name (dm_control/suite/<domain>.py); `tests/common/test_envs_mjx.py` checks observations and
+name (dm_control/suite/<domain>.py); `tests/common/envs/test_envs_mjx.py` checks observations and
 rewards against dm_control's on the same simulator states, and MJX's steps against MuJoCo's.
 
 Observations: the dm_control keys of the `dmc_` adapter (`position`, `velocity`, reacher's

@@ -6,7 +6,7 @@ casts, from one of the model's cameras, the ray through each pixel's centre and 
 pixel flat by the first visible geom it hits: the geom's colour (its material's where it
 has one, times its texture's mean colour where that has a texture), or the skybox
 texture's mean colour where the ray hits nothing. The image shows the same geometry from the
-same camera as dm_control's render (`tests/common/test_envs_mjx.py` compares which geom
+same camera as dm_control's render (`tests/common/envs/test_envs_mjx.py` compares which geom
 each pixel shows), without lighting, texture patterns (the floor's grid), shadows or
 anti-aliasing (FIDELITY.md, "MJX control tasks").
 """

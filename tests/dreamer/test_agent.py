@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import config as config_lib
 from common.envs.spaces import Space
+from common.run import config as config_lib
 from dreamer import agent as agent_lib
 from dreamer import configs
 
@@ -172,9 +172,9 @@ def test_report_logs_latent_geometry_of_the_posterior(discrete):
 
 
 def test_straightening_regulariser_adds_to_the_model_loss_and_trains_the_encoder():
-  """agent.straighten_scale: model loss = the plain loss + scale x common.geometry's loss of
+  """agent.straighten_scale: model loss = the plain loss + scale x common.planning.geometry's loss of
   the posterior features; its gradient reaches the encoder and the RSSM."""
-  from common import geometry  # pylint: disable=g-import-not-at-top
+  from common.planning import geometry  # pylint: disable=g-import-not-at-top
   from dreamer import world_model as wm_lib  # pylint: disable=g-import-not-at-top
   batch, key = synthetic_batch(0), jax.random.PRNGKey(3)
   results = {}

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import returns as returns_lib
 from common.envs.spaces import Space
+from common.nn import returns as returns_lib
 from dreamer import actor_critic
 from dreamer import configs
 from dreamer import networks

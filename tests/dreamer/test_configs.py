@@ -1,7 +1,7 @@
 """Presets of dreamer/configs.py against the DreamerV3 paper's table (issue 4) and the CLI."""
 import pytest
 
-from common import config as config_lib
+from common.run import config as config_lib
 from dreamer import configs
 
 # DreamerV3 model sizes: deter, hidden, classes, CNN depth, MLP units.

@@ -39,8 +39,8 @@ def test_same_updates_as_the_python_loop_and_checkpoint_read_by_it(tmp_path):
   assert all(e['length'] >= 1 and e['score'] == e['length'] for e in evals)
   assert 'eval_episode/score' in train_metrics(device_dir)[-1]
   # The agent in a one-seed device checkpoint is in the Python loop's layout
-  # (common/train_loop.py restores {'agent', 'policy_key'}; --eval_only reads it so).
-  from common import checkpoint
+  # (common/run/train_loop.py restores {'agent', 'policy_key'}; --eval_only reads it so).
+  from common.run import checkpoint
   agent, _ = _agent()
   target = {'agent': jax.eval_shape(agent.init, jax.random.PRNGKey(0)),
             'policy_key': jax.random.PRNGKey(0)}
@@ -50,8 +50,8 @@ def test_same_updates_as_the_python_loop_and_checkpoint_read_by_it(tmp_path):
 
 
 def _agent():
-  from common import config as config_lib
   from common import envs
+  from common.run import config as config_lib
   from dreamer import agent as agent_lib
   from dreamer import configs
   config = config_lib.parse(['--env', 'gymnax_CartPole-v1', '--size', 'debug', '--loop', 'device',
@@ -62,12 +62,12 @@ def _agent():
 
 
 def test_first_update_uses_the_python_loops_params_and_agrees_on_a_batch():
-  from common import device_loop
+  from common.run import device_loop
   from experiments import bench_dreamer
   agent, (config, env, obs_space) = _agent()
   loop = device_loop.DeviceLoop(agent, env, config, env.obs_space, env.act_space)
   ls = jax.jit(loop.init, static_argnums=0, compiler_options=FAST)(3)
-  # The Python loop's initial state for seed 3 (common/train_loop.py: split, init).
+  # The Python loop's initial state for seed 3 (common/run/train_loop.py: split, init).
   state = agent.init(jax.random.split(jax.random.PRNGKey(3))[0])
   for ours, theirs in zip(jax.tree.leaves(ls.agent), jax.tree.leaves(state)):
     # Same draws; compiled vs eager initialisers round differently in the last bit.
@@ -117,8 +117,8 @@ def test_two_seeds_on_minatar_write_two_runs_and_resume(tmp_path):
   last = [train_metrics(run)[-1] for run in runs]
   assert last[0]['run/updates'] == last[1]['run/updates'] > first[0]['run/updates']
   assert checkpoint_steps(tmp_path)[-1] == 200
-  # What --eval_only reads to evaluate each seed (tests/common/test_train_loop.py).
-  from common import checkpoint
+  # What --eval_only reads to evaluate each seed (tests/common/run/test_train_loop.py).
+  from common.run import checkpoint
   meta = checkpoint.Checkpointer(tmp_path / 'checkpoints').read_meta()
   assert (meta['seeds'], meta['first_seed'], meta['agent_steps']) == (2, 5, 200)
 

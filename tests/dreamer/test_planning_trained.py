@@ -2,7 +2,7 @@
 
 A debug-size DreamerV3 learns a 1-D task from random-action data: x' = clip(x + 0.3 a, -1, 1),
 reward -|x' - 0.6| (400 updates). From the posteriors of held-out windows, CEM, MPPI and
-gradient planning (`dreamer/planning.py`, `common/planning.py`) each return a plan whose
+gradient planning (`dreamer/planning.py`, `common/planning/planners.py`) each return a plan whose
 objective in the trained model (rewards, continues, the critic at the horizon) beats the plan
 they started from (zeros), and whose first action moves x toward the target.
 """
@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import config as config_lib
-from common import planning
 from common.envs.spaces import Space
+from common.planning import planners as planning
+from common.run import config as config_lib
 from dreamer import actor_critic as ac_lib
 from dreamer import agent as agent_lib
 from dreamer import configs

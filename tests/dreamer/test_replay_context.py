@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import rssm as rssm_lib
 from common.envs.spaces import Space
+from common.nn import rssm as rssm_lib
 from dreamer import world_model as wm_lib
 from tests.dreamer.test_agent import B, T, K, debug_config, spaces, synthetic_batch
 

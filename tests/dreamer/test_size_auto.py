@@ -1,11 +1,11 @@
-"""`--size auto` and the memory check before compiling (common/cli.py `fit_size`)."""
+"""`--size auto` and the memory check before compiling (common/run/cli.py `fit_size`)."""
 import jax
 import numpy as np
 import pytest
 
-from common import memory
-from common import cli
 from common.envs.spaces import Space
+from common.run import cli
+from common.run import memory
 from dreamer import configs
 from dreamer import main as dreamer_main
 
@@ -20,7 +20,7 @@ PROPRIO_ACT = Space(np.float32, (6,), -1.0, 1.0)
 
 
 def _fit(argv, capsys, obs=ATARI_OBS, act=ATARI_ACT):
-  from common import config as config_lib  # pylint: disable=g-import-not-at-top
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.parse(argv, configs.PRESETS, prog='dreamer.main')
   fit = cli.fit_size(argv, configs.PRESETS, 'dreamer.main', dreamer_main._make_agent)
   chosen = fit(config, obs, act)

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import config as config_lib
-from common import kl as kl_lib
-from common import returns as returns_lib
-from common import rssm as rssm_lib
 from common.envs.spaces import Space
+from common.nn import kl as kl_lib
+from common.nn import returns as returns_lib
+from common.nn import rssm as rssm_lib
+from common.run import config as config_lib
 from dreamer import actor_critic as ac_lib
 from dreamer import agent as agent_lib
 from dreamer import configs

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import config as config_lib
-from common import rssm as rssm_lib
 from common.envs.spaces import Space
+from common.nn import rssm as rssm_lib
+from common.run import config as config_lib
 from planet import agent as agent_lib
 from planet import configs
 from planet import main as planet_main
@@ -55,7 +55,7 @@ def test_small_size_keeps_the_paper_planner_and_schedule():
 def test_free_nats_clip_each_step():
   """The reference (training/utility.py) clips every (batch, time) step's KL at 3 nats, then
   averages: steps above 3 keep their gradient even when the mean KL is below 3."""
-  from common import kl as kl_lib  # pylint: disable=g-import-not-at-top
+  from common.nn import kl as kl_lib  # pylint: disable=g-import-not-at-top
   cfg = debug_config().agent.kl
   rng = np.random.default_rng(0)
   shape = (4, 5, 3)

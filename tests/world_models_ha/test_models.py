@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from common import config as config_lib
+from common.run import config as config_lib
 from world_models_ha import controller, dream, evolve, mdnrnn, vae
 
 
