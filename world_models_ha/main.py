@@ -559,7 +559,7 @@ def main(argv=None):
   if jax.process_index() == 0:
     config_lib.save(config, _path(config, 'config.yaml'))
   # The other hosts of a multi-host run log apart, as the shared train loop's do.
-  logger = Logger(host_sync.host_dir(config.run.logdir))
+  logger = Logger(host_sync.host_dir(config.run.logdir), verbose=config.run.verbose)
   try:
     for stage in stages:
       STAGE_FUNCTIONS[stage](config, logger)

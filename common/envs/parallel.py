@@ -25,6 +25,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import signal
 import traceback
 from multiprocessing import shared_memory
 
@@ -117,6 +118,11 @@ class _SharedArrays:
 
 
 def _worker_main(conn, constructor, index):
+  # Stopping is the parent's job: a SIGINT or SIGTERM sent to the whole process group (Ctrl-C,
+  # `timeout`, Slurm) must not kill the workers under the step the parent finishes before it
+  # saves; the parent closes them, and a parent that dies ends their reads with EOF.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
   try:
     env = constructor()
     conn.send(('ok', (env.obs_space, env.act_space)))

@@ -42,6 +42,7 @@ class RunConfig:
   offline_replay: str = ''       # train only from this replay directory, no env interaction
   max_nonfinite: int = 50        # consecutive skipped non-finite updates that stop the run
   prefetch: int = 2              # batches sampled and put on the devices ahead (a thread); 0: in the loop
+  verbose: bool = False          # console: every metric on each log line (else a short line); --verbose
   # Devices (common/run/devices.py): local indices; the batch is split over the train devices.
   train_devices: tuple[int, ...] = ()   # () = every local device
   policy_devices: tuple[int, ...] = (0,)
@@ -71,7 +72,7 @@ _RECORDED = {'algo': '--config', 'suite': '--suite', 'size': '--size'}
 FLAG_KEYS = {
     'logdir': 'run.logdir', 'seed': 'run.seed', 'steps': 'run.steps',
     'eval_only': 'run.eval_only', 'from_checkpoint': 'run.from_checkpoint',
-    'env': 'env.name', 'loop': 'run.loop', 'seeds': 'run.seeds'}
+    'env': 'env.name', 'loop': 'run.loop', 'seeds': 'run.seeds', 'verbose': 'run.verbose'}
 
 
 class Presets(NamedTuple):
@@ -225,7 +226,8 @@ def compose(presets: Presets, algo: Optional[str] = None, *,
             suite: Optional[str] = None, size: Optional[str] = None,
             env: Optional[str] = None, overrides: Sequence[str] = (),
             logdir=None, seed=None, steps=None, eval_only=None,
-            from_checkpoint=None, loop=None, seeds=None, validate_config: bool = True):
+            from_checkpoint=None, loop=None, seeds=None, verbose=None,
+            validate_config: bool = True):
   """Builds one config: algorithm, suite, size presets, `--set`, then flags.
 
   The suite is `suite` if given, else `presets.suite_for_env(env name)`, where
@@ -271,7 +273,7 @@ def compose(presets: Presets, algo: Optional[str] = None, *,
 
   config = override(config, overrides)
   flags = dict(logdir=logdir, seed=seed, steps=steps, eval_only=eval_only,
-               from_checkpoint=from_checkpoint, env=env, loop=loop, seeds=seeds)
+               from_checkpoint=from_checkpoint, env=env, loop=loop, seeds=seeds, verbose=verbose)
   for flag, value in flags.items():
     if value is not None:
       config = set_value(config, FLAG_KEYS[flag], value,
@@ -473,6 +475,8 @@ def make_parser(presets: Presets, prog: Optional[str] = None):
                       help="run.loop: 'device' compiles the whole loop (JAX-native envs)")
   parser.add_argument('--seeds', help='run.seeds: agents vmapped in one program (--loop '
                       'device; run directories seed<N>/ under --logdir)')
+  parser.add_argument('--verbose', action='store_const', const=True, default=None,
+                      help='run.verbose: print every metric on each log line, not the short line')
   return parser
 
 
@@ -492,6 +496,7 @@ def parse(argv: Optional[Sequence[str]], presets: Presets,
         presets, args.config, suite=args.suite, size=args.size, env=args.env,
         overrides=args.set, logdir=args.logdir, seed=args.seed,
         steps=args.steps, eval_only=args.eval_only,
-        from_checkpoint=args.from_checkpoint, loop=args.loop, seeds=args.seeds)
+        from_checkpoint=args.from_checkpoint, loop=args.loop, seeds=args.seeds,
+        verbose=args.verbose)
   except ConfigError as e:
     parser.error(str(e))

@@ -415,7 +415,8 @@ def run(make_agent, config, stream=None, fit=None):
   if seeds > 1:
     config_lib.save(config, os.path.join(logdir, 'config.yaml'))
   devnull = open(os.devnull, 'w')
-  loggers = [logging_lib.Logger(directory, run_config.steps, stream=stream if s == 0 else devnull)
+  loggers = [logging_lib.Logger(directory, run_config.steps, stream=stream if s == 0 else devnull,
+                                verbose=run_config.verbose)
              for s, directory in enumerate(seed_dirs)]
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(logdir, 'checkpoints'),
                                              run_config.keep_checkpoints)

@@ -4,9 +4,11 @@ What DreamerV3's training loop writes, in one place:
   * `add(metrics, prefix)` accumulates values between writes: scalars are
     averaged, images (`[H, W, C]`) and videos (`[T, H, W, C]`, uint8 or floats
     in [0, 1]) keep their latest value.
-  * `write(step)` prints one metric line plus a progress line (agent steps,
-    steps/s, ETA), appends one JSON line to `metrics.jsonl` and writes
-    TensorBoard scalars, images and videos (animated GIFs, no moviepy needed).
+  * `write(step)` prints one short line (step, episode return, the main losses,
+    updates/s, agent steps/s, ETA; with `verbose`, every metric and a progress
+    line instead), appends one JSON line of every metric to `metrics.jsonl` and
+    writes TensorBoard scalars, images and videos (animated GIFs, no moviepy
+    needed).
   * `episode(step, score, length, mode, **stats)` appends one line to
     `scores.jsonl` (training episodes) or `eval_scores.jsonl` (evaluation).
 """
@@ -30,6 +32,15 @@ def _format_duration(seconds):
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
+# The short console line shows these where a run logs them; everything is in metrics.jsonl.
+_RETURNS = (('return', 'episode/score'), ('eval return', 'eval_episode/score'))
+_MAIN_LOSSES = ('loss', 'model_loss', 'policy_loss', 'value_loss')
+
+
+def _is_main_loss(name):
+  return name.rsplit('/', 1)[-1] in _MAIN_LOSSES and not name.startswith('report/')
+
+
 def _to_uint8(array):
   array = np.asarray(array)
   if array.dtype != np.uint8:
@@ -47,9 +58,10 @@ class Logger:
     total_steps: the run's step budget, for the progress line's percentage and ETA.
     tensorboard: write TensorBoard events (tensorboardX).
     stream: where console lines go (default stdout).
+    verbose: print every metric on the console (`--verbose`), not the short line.
   """
 
-  def __init__(self, logdir, total_steps=0, tensorboard=True, stream=None):
+  def __init__(self, logdir, total_steps=0, tensorboard=True, stream=None, verbose=False):
     self.logdir = os.fspath(logdir)
     os.makedirs(self.logdir, exist_ok=True)
     self.total_steps = int(total_steps)
@@ -63,9 +75,11 @@ class Logger:
     if tensorboard:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self._writer = tensorboardX.SummaryWriter(self.logdir, flush_secs=30)
+    self.verbose = verbose
     self._last_time = None
     self._last_step = None
     self._speed = float('nan')
+    self._last_updates = None   # (time, run/updates) at the last write that logged updates
 
   # --- collecting ---------------------------------------------------------------
 
@@ -118,13 +132,17 @@ class Logger:
     else:
       progress = f'step {step:,}'
     if scalars:
-      items = ' | '.join(f'{name} {value:.4g}' for name, value in sorted(scalars.items()))
-      print(f'[{step:,}] {items}', file=self._stream)
       record = {'step': step, **{k: (v if math.isfinite(v) else str(v))
                                  for k, v in scalars.items()}}
       self._metrics_file.write(json.dumps(record) + '\n')
       self._metrics_file.flush()
-    print(progress, file=self._stream)
+    if self.verbose:
+      if scalars:
+        items = ' | '.join(f'{name} {value:.4g}' for name, value in sorted(scalars.items()))
+        print(f'[{step:,}] {items}', file=self._stream)
+      print(progress, file=self._stream)
+    else:
+      print(self._short_line(step, scalars, fps), file=self._stream)
     self._stream.flush()
     if self._writer is not None:
       for name, value in scalars.items():
@@ -137,6 +155,30 @@ class Logger:
       self._writer.flush()
     self._scalars.clear()
     self._media.clear()
+
+  def _short_line(self, step, scalars, fps):
+    """One line a person reads at a glance: step, returns, main losses, rates, ETA."""
+    where = f'{step:,}'
+    if self.total_steps:
+      where += f'/{self.total_steps:,} {100 * min(1.0, step / self.total_steps):.1f}%'
+    parts = [f'{label} {scalars[name]:.4g}' for label, name in _RETURNS if name in scalars]
+    losses = [f'{name.removeprefix("train/")} {value:.3g}'
+              for name, value in sorted(scalars.items()) if _is_main_loss(name)]
+    if losses:
+      parts.append(' '.join(losses))
+    if fps:
+      now, updates = time.time(), scalars.get('run/updates')
+      if updates is not None:
+        if self._last_updates is not None and now > self._last_updates[0]:
+          rate = (updates - self._last_updates[1]) / (now - self._last_updates[0])
+          parts.append(f'{rate:.3g} updates/s')
+        self._last_updates = (now, updates)
+      speed = f'{self._speed:,.1f}' if math.isfinite(self._speed) else '?'
+      parts.append(f'{speed} env steps/s')
+      if self.total_steps:
+        eta = (self.total_steps - step) / self._speed if self._speed > 0 else float('nan')
+        parts.append(f'ETA {_format_duration(eta)}')
+    return f'[{where}] {" | ".join(parts)}'.rstrip()
 
   def _add_gif(self, name, video, step, fps=10):
     """A `[T, H, W, C]` uint8 video as an animated GIF in TensorBoard's image tab."""

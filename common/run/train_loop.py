@@ -153,7 +153,8 @@ class _Loop:
     self.report = jax.jit(self.agent.report, out_shardings=self.placement.replicated)
     self.checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(self.logdir, 'checkpoints'), run_config.keep_checkpoints)
-    self.logger = logging_lib.Logger(self.host_dir, run_config.steps, stream=stream)
+    self.logger = logging_lib.Logger(self.host_dir, run_config.steps, stream=stream,
+                                     verbose=run_config.verbose)
     self.step = 0
     self.ratio = None
     self.signals = StopSignals()
@@ -377,7 +378,7 @@ def _eval_seeds(loop, checkpointer, step, seeds):
       loop.set_agent(take(restored['agent']), take(restored['policy_key']))
       seed = first_seed + index
       loop.logger = logging_lib.Logger(os.path.join(loop.logdir, f'seed{seed}'),
-                                       stream=loop.stream)
+                                       stream=loop.stream, verbose=loop.run_config.verbose)
       try:
         by_seed[seed] = loop.evaluate(loop.run_config.eval_episodes)
         loop.logger.write(loop.step, fps=False)

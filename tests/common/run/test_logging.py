@@ -12,7 +12,7 @@ from common.run.logging import Logger
 
 def test_logger_files_console_and_tensorboard(tmp_path):
   console = io.StringIO()
-  logger = Logger(tmp_path, total_steps=1000, stream=console)
+  logger = Logger(tmp_path, total_steps=1000, stream=console, verbose=True)
   logger.add({'loss': 1.0, 'entropy': np.float32(0.5)}, prefix='train')
   logger.add({'loss': 3.0}, prefix='train')
   logger.add({'openloop': np.zeros((5, 8, 8, 3), np.uint8),
@@ -41,6 +41,32 @@ def test_logger_files_console_and_tensorboard(tmp_path):
   assert set(images) == {'openloop', 'recon'}
   assert images['openloop'].encoded_image_string[:3] == b'GIF'
   assert images['recon'].encoded_image_string[:4] == b'\x89PNG'
+
+
+def test_console_short_line_by_default(tmp_path, monkeypatch):
+  clock = iter([100.0, 100.0, 110.0, 110.0])
+  monkeypatch.setattr('common.run.logging.time.time', lambda: next(clock))
+  console = io.StringIO()
+  logger = Logger(tmp_path, total_steps=1000, tensorboard=False, stream=console)
+  metrics = {'loss': 9.0, 'model_loss': 5.0, 'policy_loss': -0.5, 'value_loss': 2.0,
+             'kl': 1.0, 'post_entropy': 3.0, 'grad_norm_actor': 7.0}
+  logger.add(metrics, prefix='train')
+  logger.add({'model_loss': 4.0}, prefix='report')  # a report's loss is not a main loss
+  logger.add({'updates': 10}, prefix='run')
+  logger.episode(100, score=21.5, length=40)
+  logger.write(100)
+  logger.add(metrics, prefix='train')
+  logger.add({'updates': 30}, prefix='run')
+  logger.write(300)
+  logger.close()
+  first, second = console.getvalue().splitlines()
+  assert first == ('[100/1,000 10.0%] return 21.5 | loss 9 model_loss 5 policy_loss -0.5 '
+                   'value_loss 2 | ? env steps/s | ETA ?')
+  # 200 steps and 20 updates in the 10 s between the writes.
+  assert second == ('[300/1,000 30.0%] loss 9 model_loss 5 policy_loss -0.5 value_loss 2 | '
+                    '2 updates/s | 20.0 env steps/s | ETA 0m35s')
+  lines = [json.loads(x) for x in open(tmp_path / 'metrics.jsonl')]
+  assert lines[0]['train/kl'] == 1.0 and lines[0]['report/model_loss'] == 4.0  # all kept there
 
 
 def _read_events(path):

@@ -285,13 +285,21 @@ SCRIPT = AGENT_SOURCE + textwrap.dedent('''
     from common.run import train_loop
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser('~/.cache/worldmodels_jax/xla'))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
-    logdir, steps, summary_path, save_every = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-    config = Config()
-    config = dataclasses.replace(config, run=dataclasses.replace(
-        config.run, logdir=logdir, steps=steps, envs=2, prefill=50, train_ratio=8.0,
-        batch_size=2, batch_length=8, log_every=0.5, report_every=0.0, save_every=save_every))
-    summary = train_loop.run(make_agent, config)
-    json.dump(summary, open(summary_path, 'w'))
+
+    def main():
+      logdir, steps, summary_path, save_every = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+      parallel = sys.argv[5] if len(sys.argv) > 5 else 'none'
+      config = Config()
+      env_name = sys.argv[6] if len(sys.argv) > 6 else config.env.name
+      config = dataclasses.replace(config, run=dataclasses.replace(
+          config.run, logdir=logdir, steps=steps, envs=2, prefill=50, train_ratio=8.0,
+          batch_size=2, batch_length=8, log_every=0.5, report_every=0.0, save_every=save_every),
+          env=dataclasses.replace(config.env, parallel=parallel, name=env_name))
+      summary = train_loop.run(make_agent, config)
+      json.dump(summary, open(summary_path, 'w'))
+
+    if __name__ == '__main__':  # env worker processes import this file again
+      main()
 ''')
 
 
@@ -408,3 +416,30 @@ def test_loop_compiles_its_train_step_and_policy_once(tmp_path, caplog):
   text = caplog.text
   assert text.count('Compiling jit(train_step)') == 1
   assert text.count('Compiling jit(policy_step)') == 1
+
+
+def test_sigterm_to_the_process_group_stops_cleanly(tmp_path):
+  """`timeout` and cluster schedulers signal the whole process group: the env worker processes
+  leave stopping to the parent, which saves and says so in one line, with no crash warning.
+  The env's steps take 50 ms, so the signal finds workers inside a step."""
+  script = tmp_path / 'run.py'
+  script.write_text(SCRIPT)
+  logdir = str(tmp_path / 'run')
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  process = subprocess.Popen([sys.executable, str(script), logdir, '1000000',
+                              str(tmp_path / 'summary.json'), '1000', 'process',
+                              'gym_tests.common.run.slow_env:SlowCartPole-v0'], cwd=ROOT,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+  metrics = os.path.join(logdir, 'metrics.jsonl')
+  deadline = time.time() + 60
+  while not (os.path.exists(metrics) and '"run/updates"' in open(metrics).read()):
+    assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()
+    time.sleep(0.1)
+  os.killpg(process.pid, signal.SIGTERM)
+  out, err = (text.decode() for text in process.communicate(timeout=60))
+  assert process.returncode == 0, err[-3000:]
+  assert 'crashed' not in out + err, err[-3000:]
+  stops = [line for line in out.splitlines() if 'SIGTERM' in line]
+  assert len(stops) == 1 and 'run the same command to resume' in stops[0], out[-2000:]
+  assert json.load(open(tmp_path / 'summary.json'))['interrupted']
