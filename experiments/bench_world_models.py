@@ -18,27 +18,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.run import config as config_lib
-from world_models_ha import configs, controller, dream, mdnrnn, rollouts, vae
-from world_models_ha import main as wm_main
+from world_models_ha import c_stages, configs, controller, dream, mdnrnn, models, rollouts, vae
 
 
 def bench_real(args):
   config = config_lib.compose(configs.PRESETS, env=args.env, overrides=[
       f'env.time_limit={args.time_limit}', f'run.envs={args.workers}',
       f'env.parallel={args.parallel}'])
-  vae_model, rnn_model, template = wm_main.build_models(config)
+  vae_model, rnn_model, template = models.build_models(config)
   key = jax.random.PRNGKey(0)
   vae_params = vae.init_params(vae_model, key)
-  rnn_params = mdnrnn.init_params(rnn_model, key, controller.action_dim(wm_main.kind_of(config)))
-  policy = wm_main.ControllerPolicy(config, vae_model, vae_params, rnn_model, rnn_params,
+  rnn_params = mdnrnn.init_params(rnn_model, key, controller.action_dim(models.kind_of(config)))
+  policy = c_stages.ControllerPolicy(config, vae_model, vae_params, rnn_model, rnn_params,
                                     args.workers, 0)
   candidates = jax.tree.map(
       lambda x: 0.1 * jax.random.normal(key, (args.workers,) + x.shape), template)
   rng = np.random.default_rng(0)
   with rollouts.EnvPool(args.env, args.workers, args.time_limit, args.parallel) as pool:
-    wm_main.real_returns(pool, policy, candidates, 1, rng)  # warm-up: compile, env start
+    c_stages.real_returns(pool, policy, candidates, 1, rng)  # warm-up: compile, env start
     start = time.time()
-    _, returns, lengths = wm_main.real_returns(pool, policy, candidates,
+    _, returns, lengths = c_stages.real_returns(pool, policy, candidates,
                                                max(1, args.episodes // args.workers), rng)
     seconds = time.time() - start
   return {'where': 'real', 'env': args.env, 'workers': args.workers,

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.run import config as config_lib
-from world_models_ha import configs, dream, main as wm_main, mdnrnn, rollouts, vae
+from world_models_ha import c_stages, configs, dream, mdnrnn, models, rollouts, vae, vm_stages
 
 BUCKETS = (0, 100, 200, 300, 500, 10 ** 9)   # steps since reset
 DREAM_OVER_REAL_LIMIT = 1.5                  # a known-bad policy surviving longer is a failure
@@ -116,11 +116,11 @@ def reconstruction_near_deaths(vae_model, vae_params, paths, before=10, max_epis
 
 def diagnose(logdir, episodes=16, dream_episodes=64, temperatures=(1.0, 1.15), seed=0):
   config = config_lib.load(os.path.join(logdir, 'config.yaml'), configs.Config)
-  if wm_main.kind_of(config) != 'doom':
+  if models.kind_of(config) != 'doom':
     raise ValueError('diagnose_world_models: the dream checks need a DoomTakeCover run.')
-  vae_model, vae_params = wm_main.load_vae(config)
-  rnn_model, rnn_params = wm_main.load_mdnrnn(config)
-  best, _ = wm_main.load_controller(config)
+  vae_model, vae_params = vm_stages.load_vae(config)
+  rnn_model, rnn_params = vm_stages.load_mdnrnn(config)
+  best, _ = c_stages.load_controller(config)
   with np.load(os.path.join(logdir, 'series.npz')) as data:
     series = {key: data[key] for key in data.files}
   max_steps = config.agent.evolve.dream_steps
@@ -152,7 +152,7 @@ def diagnose(logdir, episodes=16, dream_episodes=64, temperatures=(1.0, 1.15), s
   real_policies = {'stay': _Stay(),
                    'random': rollouts.RandomPolicy(config.env.name, config.run.eval_envs, hold,
                                                    seed),
-                   'evolved': wm_main.ControllerPolicy(config, vae_model, vae_params, rnn_model,
+                   'evolved': c_stages.ControllerPolicy(config, vae_model, vae_params, rnn_model,
                                                        rnn_params, config.run.eval_envs, seed)}
   real_policies['evolved'].candidates = jax.tree.map(lambda x: x[None], best)
   with rollouts.EnvPool(config.env.name, config.run.eval_envs, config.env.time_limit,

@@ -179,14 +179,14 @@ def test_dream_with_fixed_actions_matches_a_controller_that_takes_them():
 def test_mdnrnn_training_as_the_reference():
   """M as the reference trains it: forget-gate bias 1 (LayerNormBasicLSTMCell forget_bias),
   each gradient element clipped to +-1 (tf.clip_by_value), Doom's lr decayed 0.99999 per step."""
-  from world_models_ha import configs, main  # pylint: disable=g-import-not-at-top
+  from world_models_ha import configs, vm_stages  # pylint: disable=g-import-not-at-top
   model = mdnrnn.MDNRNN(z_size=4, hidden=8)
   params = mdnrnn.init_params(model, jax.random.PRNGKey(0), action_dim=1)
   np.testing.assert_array_equal(params['params']['lstm']['hf']['bias'], 1.0)
   for name in ('hi', 'hg', 'ho'):
     np.testing.assert_array_equal(params['params']['lstm'][name]['bias'], 0.0)
   cfg = configs.MDNRNNConfig(lr=1e-2, min_lr=1e-5, lr_decay=0.5)
-  optimizer = main.rnn_optimizer(cfg)
+  optimizer = vm_stages.rnn_optimizer(cfg)
   weights = {'w': jnp.zeros(3)}
   grads = [{'w': jnp.array([5.0, -0.5, -3.0])}, {'w': jnp.array([-0.2, 2.0, 0.1])}]
   clipped = [{'w': jnp.clip(g['w'], -1.0, 1.0)} for g in grads]
@@ -228,7 +228,7 @@ def test_restart_flag_zeroes_the_state_and_is_an_input():
 def test_packed_chunks_join_episodes_like_the_reference():
   """Doom reference rnn_train.py create_batches: shuffled episodes joined into one stream with a
   restart flag on each first frame, cut to B x L x chunks, chunk i + 1 continuing chunk i."""
-  from world_models_ha import main  # pylint: disable=g-import-not-at-top
+  from world_models_ha import vm_stages  # pylint: disable=g-import-not-at-top
   lengths = [7, 5, 9, 6]
   horizon = max(lengths)
   series = {'mean': np.zeros((4, horizon, 2), np.float32), 'logvar': np.zeros((4, horizon, 2)),
@@ -238,7 +238,7 @@ def test_packed_chunks_join_episodes_like_the_reference():
     series['action'][e, :n, 0] = 100 * e + np.arange(n)
     series['mask'][e, :n] = True
   batch, length = 2, 4
-  chunks = main.packed_chunks(series, np.random.default_rng(3), batch, length)
+  chunks = vm_stages.packed_chunks(series, np.random.default_rng(3), batch, length)
   order = np.random.default_rng(3).permutation(4)
   stream = np.concatenate([100 * e + np.arange(lengths[e]) for e in order])   # 27 frames
   flags = np.concatenate([np.arange(lengths[e]) == 0 for e in order])

@@ -63,23 +63,23 @@ def step():
 
 def world_models():
   """World Models' V (VAE) and M (MDN-RNN) train steps, single device vs 4 (data parallel
-  through world_models_ha.main.placement_for), on the same batch."""
+  through world_models_ha.vm_stages.placement_for), on the same batch."""
   import optax
   BATCH = 8  # pylint: disable=invalid-name
   from common.run import config as config_lib
-  from world_models_ha import configs, main, mdnrnn
+  from world_models_ha import configs, mdnrnn, models, vae, vm_stages
   config = config_lib.parse(['--env', 'car_racing', '--logdir', '/tmp/s'], configs.PRESETS)
-  vae_model, rnn_model, _ = main.build_models(config)
+  vae_model, rnn_model, _ = models.build_models(config)
   rng = np.random.default_rng(0)
   key = jax.random.PRNGKey(0)
   fast = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-  vae_params = main.vae.init_params(vae_model, key)
+  vae_params = vae.init_params(vae_model, key)
   # Plain SGD: Adam's first step is lr * sign(g), which turns float noise in near-zero
   # gradients into full-size differences; what is compared is the data-parallel gradient.
   optimizer = optax.sgd(1e-4)
   vae_state = {'params': vae_params, 'opt_state': optimizer.init(vae_params), 'key': key}
   images = rng.uniform(size=(BATCH, 64, 64, 3)).astype(np.float32)
-  rnn_state = main._rnn_state(config, rnn_model, key)  # pylint: disable=protected-access
+  rnn_state = vm_stages._rnn_state(config, rnn_model, key)  # pylint: disable=protected-access
   z, steps, actions = config.agent.vae.z_size, 6, 3
   batch = {'mean': rng.normal(size=(BATCH, steps + 1, z)).astype(np.float32),
            'logvar': rng.normal(size=(BATCH, steps + 1, z)).astype(np.float32) * 0.1 - 1,
@@ -88,10 +88,10 @@ def world_models():
   if rnn_model.restart_input:
     batch['restart'] = np.zeros((BATCH, steps), np.float32)
   carry = mdnrnn.initial_carry(rnn_model, BATCH)
-  vae_step = main.vae_train_step(vae_model, optimizer, config.agent.vae.kl_tolerance)
+  vae_step = vm_stages.vae_train_step(vae_model, optimizer, config.agent.vae.kl_tolerance)
   rnn_state = dict(rnn_state, opt_state=optimizer.init(rnn_state['params']))
-  rnn_step = main.mdnrnn_train_step(rnn_model, optimizer, config.agent.mdnrnn.done_weight)
-  placement = main.placement_for(config, BATCH)
+  rnn_step = vm_stages.mdnrnn_train_step(rnn_model, optimizer, config.agent.mdnrnn.done_weight)
+  placement = vm_stages.placement_for(config, BATCH)
   out = {'devices': placement.train_devices}
   for name, step_fn, state, args in (('vae', vae_step, vae_state, (images,)),
                                      ('mdnrnn', rnn_step, rnn_state, (batch, carry))):
@@ -158,7 +158,7 @@ def distributed_world_models(process, port, logdir):
   from common.run import config as config_lib
   from common.run.checkpoint import list_steps
   from common.run.logging import Logger
-  from world_models_ha import configs, main, rollouts
+  from world_models_ha import configs, rollouts, vm_stages
   config = config_lib.parse(['--env', 'car_racing', '--size', 'debug', '--logdir', logdir],
                             configs.PRESETS)
   rng = np.random.default_rng(0)
@@ -175,12 +175,12 @@ def distributed_world_models(process, port, logdir):
              action=rng.uniform(-1, 1, (episodes, length, 3)).astype(np.float32),
              reward=np.zeros((episodes, length), np.float32),
              done=np.zeros((episodes, length), bool), mask=np.ones((episodes, length), bool),
-             layout=np.int32(main.SERIES_LAYOUT))
+             layout=np.int32(vm_stages.SERIES_LAYOUT))
   distributed.global_state.client.wait_at_barrier('world_models_data', 60_000)
   logger = Logger(os.path.join(logdir, f'log{process}'), tensorboard=False,
                   stream=open(os.devnull, 'w'))
-  main.train_vae(config, logger)
-  main.train_mdnrnn(config, logger)
+  vm_stages.train_vae(config, logger)
+  vm_stages.train_mdnrnn(config, logger)
   logger.close()
   print(json.dumps({stage: list_steps(os.path.join(logdir, stage))
                     for stage in ('vae', 'mdnrnn')}))
