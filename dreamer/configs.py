@@ -198,7 +198,9 @@ def atari(config: Config) -> Config:
   published atari57 curves; the newer f8817c4 draws up to 30 no-ops)."""
   return _replace(config, suite='atari', **{
       'env.size': (96, 96), 'env.gray': True, 'env.action_repeat': 4, 'env.sticky': True,
-      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0, 'env.time_limit': 25_000,
+      # No agent-step limit: ALE ends the episode as a cut at 108,000 frames (27,000 agent
+      # steps), the reference's `length=108000` (embodied/envs/atari.py).
+      'env.actions': 'all', 'env.lives': 'unused', 'env.noops': 0, 'env.time_limit': 0,
       'run.train_ratio': 32.0, 'run.steps': 50_000_000})
 
 

@@ -1,6 +1,7 @@
 """Presets of dreamer/configs.py against the DreamerV3 paper's table (issue 4) and the CLI."""
 import pytest
 
+from common.envs import atari as atari_env
 from common.run import config as config_lib
 from dreamer import configs
 
@@ -97,6 +98,9 @@ def test_suite_presets():
   atari = parse('--env', 'atari_pong')
   assert atari.env.size == (96, 96) and atari.env.gray
   assert (atari.env.noops, atari.env.actions, atari.env.sticky) == (0, 'all', True)
+  # Atari 200M episodes end at 108,000 frames (embodied/envs/atari.py `length`, both commits):
+  # ALE's frame limit, with no agent-step limit to cut them sooner (25,000 steps is 100k's).
+  assert atari.env.time_limit == 0 and atari_env.MAX_FRAMES == 108_000
   a100k = parse('--env', 'atari100k_pong')
   assert a100k.run.envs == 1 and a100k.run.steps == 110_000
   assert (a100k.env.noops, a100k.env.actions, a100k.env.sticky) == (0, 'all', False)
