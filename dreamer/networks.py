@@ -171,7 +171,7 @@ def head_out_dim(config) -> int:
 def head_dist(config, out: chex.Array):
   """The output distribution of a scalar head from its raw output [..., out_dim]."""
   if config.dist == 'symexp_twohot':
-    return dists.TwoHot(out, cmath.symexp_bins(config.bins))
+    return dists.TwoHot(out)   # symexp_bins(config.bins): out holds config.bins logits
   if config.dist == 'mse':
     return dists.MSE(out[..., 0])
   if config.dist == 'normal':

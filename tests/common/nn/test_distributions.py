@@ -242,6 +242,10 @@ def test_twohot_distribution():
   np.testing.assert_allclose(mean, (np.exp(logp) * bins.astype(np.float64)).sum(-1), rtol=1e-4, atol=1.0)
   assert float(uniform_mean) == 0.0  # exactly, despite bins of +/-5e8
   np.testing.assert_allclose(round_trip, values, rtol=1e-5, atol=1e-6)
+  # A zero-initialised head's uniform logits over a batch, inside a fused program (the V3
+  # critic at its first update): XLA re-associated a pairwise sum here to 0.0159.
+  head = jax.jit(lambda w: dists.TwoHot(jnp.ones((2, 8, 32)) @ w).mean())
+  np.testing.assert_array_equal(head(jnp.zeros((32, 255))), np.zeros((2, 8)))
   with pytest.raises(AssertionError, match='x'):
     jax.eval_shape(lambda: dists.TwoHot(logits).log_prob(np.zeros((3, 1), np.float32)))
   with pytest.raises(AssertionError, match='bins'):
