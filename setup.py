@@ -44,7 +44,10 @@ setuptools.setup(
         'psutil>=5',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist>=3'],
+        # The reference DreamerV3's own dependencies, for the parity test
+        # (tests/experiments/test_reference_parity.py imports it from a path).
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'ninjax==3.6.3', 'elements==3.22.4',
+                 'portal==3.8.3', 'einops>=0.8', 'ruamel.yaml>=0.18'],
         'ray': ['ray[default]>=2.9'],
         # The CUDA build of JAX for GPUs: pip install -e .[cuda]
         'cuda': ['jax[cuda12]>=0.6,<0.13'],
