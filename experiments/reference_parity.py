@@ -34,7 +34,6 @@ max_rel_err_params and the list of compared losses.
 import argparse
 import contextlib
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -161,7 +160,9 @@ def our_config(size):
 # ------------------------------------------------------------------ the parameter table
 
 # Reference name (regular expression) -> our path ('/'-joined, groups substituted) and how the
-# array is laid out in ours. `{rev}` is the decoder's conv index counted from the output.
+# array is laid out in ours (`to_our_layout`: None as it is, 'reshape', 'tokens', 'stoch_first',
+# or the continuous actor's 'mean' / 'stddev' half). `{rev}` is the decoder's conv index counted
+# from the output, `{out}` its output conv.
 PARAMETER_TABLE = [
     (r'enc/cnn(\d+)/(kernel|bias)', r'world_model/encoder/cnn/conv\1/\2', None),
     (r'enc/cnn(\d+)norm/scale', r'world_model/encoder/cnn/norm\1/scale', None),
@@ -170,10 +171,10 @@ PARAMETER_TABLE = [
     (r'dyn/dynin(\d+)/(kernel|bias)', r'world_model/rssm/params/dyn_in_\1/\2', None),
     (r'dyn/dynin(\d+)norm/scale', r'world_model/rssm/params/dyn_in_norm_\1/scale', None),
     (r'dyn/dynhid(\d+)/kernel', r'world_model/rssm/params/cell/hidden\1/kernel', None),
-    (r'dyn/dynhid(\d+)/bias', r'world_model/rssm/params/cell/hidden\1/bias', 'blocks'),
+    (r'dyn/dynhid(\d+)/bias', r'world_model/rssm/params/cell/hidden\1/bias', 'reshape'),
     (r'dyn/dynhid(\d+)norm/scale', r'world_model/rssm/params/cell/norm\1/scale', None),
     (r'dyn/dyngru/kernel', r'world_model/rssm/params/cell/gates/kernel', None),
-    (r'dyn/dyngru/bias', r'world_model/rssm/params/cell/gates/bias', 'blocks'),
+    (r'dyn/dyngru/bias', r'world_model/rssm/params/cell/gates/bias', 'reshape'),
     # The posterior layer reads [deter, tokens]: the reference's tokens are [vector, image]
     # features, ours [image, vector]; the rows are reordered (the same function).
     (r'dyn/obs0/kernel', r'world_model/rssm/params/obs_out/linear0/kernel', 'tokens'),
@@ -189,7 +190,7 @@ PARAMETER_TABLE = [
     (r'dec/mlp/norm(\d+)/scale', r'world_model/decoder/mlp/norm\1/scale', None),
     (r'dec/vec/vector/pred/(kernel|bias)', r'world_model/decoder/mlp/out/\1', None),
     (r'dec/sp0/kernel', r'world_model/decoder/cnn/space0/kernel', None),
-    (r'dec/sp0/bias', r'world_model/decoder/cnn/space0/bias', 'like'),
+    (r'dec/sp0/bias', r'world_model/decoder/cnn/space0/bias', 'reshape'),
     (r'dec/spnorm/scale', r'world_model/decoder/cnn/linear_norm/scale', None),
     (r'dec/sp(\d+)/(kernel|bias)', r'world_model/decoder/cnn/space\1/\2', None),
     (r'dec/sp(\d+)norm/scale', r'world_model/decoder/cnn/space\1_norm/scale', None),
@@ -253,7 +254,7 @@ def to_our_layout(value, layout, ours_value, dims):
   if layout == 'stoch_first':
     stoch = value.shape[0] - dims['deter']
     return Ellipsis, np.concatenate([value[stoch:], value[:stoch]], 0)
-  if layout in ('blocks', 'like'):
+  if layout == 'reshape':   # the same values, ours per block or per output channel
     return Ellipsis, value.reshape(ours_value.shape)
   if layout in ('mean', 'stddev'):   # our continuous actor's output layer holds both halves
     half = ours_value.shape[-1] // 2
@@ -556,6 +557,10 @@ def main(argv=None):
   jax.config.update('jax_platforms', 'cpu')
   try:
     report = compare(args.reference, args.size, args.actions)
+  except ImportError as error:
+    print(f'reference_parity: error: {error}; the reference needs ninjax, elements, portal, '
+          "einops and ruamel.yaml: pip install -e '.[test]'", file=sys.stderr)
+    raise SystemExit(2) from None
   except (FileNotFoundError, KeyError, ValueError) as error:
     print(f'reference_parity: error: {error}', file=sys.stderr)
     raise SystemExit(2) from None
