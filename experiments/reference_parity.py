@@ -51,7 +51,7 @@ ALIGNED_SETTINGS = {
     'agent.replay_context': (0, 'the batch has no replay context on either side'),
     'agent.opt.warmup': (0, 'both sides: the first update of a warm-up is zero'),
 }
-# Sizes of the comparison (both sides); debug is the CI size.
+# Sizes of the comparison (both sides; one layer per MLP at every size); debug is the CI size.
 SIZES = {
     'debug': dict(deter=64, hidden=32, stoch=4, classes=4, blocks=4, depth=4, units=32),
     'size1m': dict(deter=512, hidden=64, stoch=32, classes=4, blocks=8, depth=4, units=64),
