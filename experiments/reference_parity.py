@@ -67,8 +67,9 @@ THRESHOLDS = {'max_rel_err_losses': 1e-4, 'max_significant_rel_err_grads': 1e-3,
 # ------------------------------------------------------------------ the reference, imported
 
 
-def load_reference(directory):
-  """Imports the reference's `dreamerv3.agent` from a patched temporary copy of `directory`."""
+def patched_copy(directory):
+  """A temporary, writable copy of the reference checkout `directory` with the patch beside it
+  (`dreamerv3-jit-keywords.patch`: jax.jit shardings as keywords) applied."""
   directory = pathlib.Path(directory).resolve()
   if not (directory / 'dreamerv3' / 'agent.py').exists():
     raise FileNotFoundError(f'{directory}: no dreamerv3/agent.py; pass the reference checkout '
@@ -80,6 +81,12 @@ def load_reference(directory):
     path.chmod(path.stat().st_mode | 0o200)
   if patch.exists():
     subprocess.run(['patch', '-p1', '-s', '-i', str(patch)], cwd=copy, check=True)
+  return copy
+
+
+def load_reference(directory):
+  """Imports the reference's `dreamerv3.agent` from a patched temporary copy of `directory`."""
+  copy = patched_copy(directory)
   sys.path.insert(0, str(copy))
   import elements  # pylint: disable=g-import-not-at-top
   import ruamel.yaml  # pylint: disable=g-import-not-at-top
