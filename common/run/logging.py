@@ -109,17 +109,22 @@ class Logger:
     if self._last_time is None or step != self._last_step:
       self._last_time, self._last_step = now, step
     text = f'step {step:,}'
-    # The first line has no earlier one to measure from.
-    speed = f'{self._speed:,.1f}' if math.isfinite(self._speed) else '?'
+    speed, eta = self._speed_texts(step)
     if self.total_steps:
       fraction = min(1.0, step / self.total_steps)
       filled = int(20 * fraction)
       text += f'/{self.total_steps:,} [{"#" * filled}{"." * (20 - filled)}] {100 * fraction:5.1f}%'
-      eta = (self.total_steps - step) / self._speed if self._speed > 0 else float('nan')
-      text += f' | {speed} steps/s | ETA {_format_duration(eta)}'
-    else:
-      text += f' | {speed} steps/s'
-    return text
+      return text + f' | {speed} steps/s | ETA {eta}'
+    return text + f' | {speed} steps/s'
+
+  def _speed_texts(self, step):
+    """(steps/s, ETA) as text from the last measured speed; the first line has no earlier one
+    to measure from ('?'). ETA is None without a step budget."""
+    speed = f'{self._speed:,.1f}' if math.isfinite(self._speed) else '?'
+    if not self.total_steps:
+      return speed, None
+    eta = (self.total_steps - step) / self._speed if self._speed > 0 else float('nan')
+    return speed, _format_duration(eta)
 
   def write(self, step, fps=True):
     """Writes the accumulated metrics at `step` everywhere and clears them."""
@@ -173,11 +178,10 @@ class Logger:
           rate = (updates - self._last_updates[1]) / (now - self._last_updates[0])
           parts.append(f'{rate:.3g} updates/s')
         self._last_updates = (now, updates)
-      speed = f'{self._speed:,.1f}' if math.isfinite(self._speed) else '?'
+      speed, eta = self._speed_texts(step)
       parts.append(f'{speed} env steps/s')
-      if self.total_steps:
-        eta = (self.total_steps - step) / self._speed if self._speed > 0 else float('nan')
-        parts.append(f'ETA {_format_duration(eta)}')
+      if eta is not None:
+        parts.append(f'ETA {eta}')
     return f'[{where}] {" | ".join(parts)}'.rstrip()
 
   def _add_gif(self, name, video, step, fps=10):
