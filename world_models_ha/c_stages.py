@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.run.checkpoint import Checkpointer
 from world_models_ha import controller, dream, evolve, mdnrnn, models, rollouts, vae
 from world_models_ha.vm_stages import load_mdnrnn, load_vae
 
@@ -66,11 +65,7 @@ def train_controller(config, logger):
   key = jax.random.PRNGKey(config.run.seed)
   state = {'es': es.init(key), 'best': template, 'best_score': jnp.asarray(-jnp.inf),
            'key': key}
-  checkpointer = Checkpointer(models.run_path(config, 'controller'), keep=config.run.keep_checkpoints)
-  generation = 0
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    generation = int(meta['step'])
+  checkpointer, state, generation = models.resume(config, 'controller', state)
   if generation >= cfg.generations:
     print(f'controller: evolved ({generation} generations); skipped')
     return

@@ -31,6 +31,16 @@ def run_path(config, *parts):
   return os.path.join(config.run.logdir, *parts)
 
 
+def resume(config, stage, state):
+  """(checkpointer, state, step) of a training stage: its latest checkpoint in the run
+  directory's `stage/` restored into `state`'s structure, else `state` at step 0."""
+  checkpointer = Checkpointer(run_path(config, stage), keep=config.run.keep_checkpoints)
+  if checkpointer.latest_step() is None:
+    return checkpointer, state, 0
+  state, meta = checkpointer.restore(state)
+  return checkpointer, state, int(meta['step'])
+
+
 def restore_params(directory, target, what):
   checkpointer = Checkpointer(directory, keep=1)
   if checkpointer.latest_step() is None:

@@ -15,7 +15,6 @@ import numpy as np
 import optax
 
 from common.run import devices
-from common.run.checkpoint import Checkpointer
 from world_models_ha import controller, mdnrnn, models, rollouts, vae
 
 
@@ -82,11 +81,7 @@ def train_vae(config, logger):
   key = jax.random.PRNGKey(config.run.seed)
   params = vae.init_params(vae_model, key)
   state = {'params': params, 'opt_state': optimizer.init(params), 'key': key}
-  checkpointer = Checkpointer(models.run_path(config, 'vae'), keep=config.run.keep_checkpoints)
-  step = 0
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    step = int(meta['step'])
+  checkpointer, state, step = models.resume(config, 'vae', state)
   if step >= total_steps:
     print(f'vae: trained ({step} steps); skipped')
     return
@@ -236,11 +231,7 @@ def train_mdnrnn(config, logger):
     raise FileNotFoundError(f'{output}: missing; run the encode stage first')
   _, rnn_model, _ = models.build_models(config)
   state = _rnn_state(config, rnn_model, jax.random.PRNGKey(config.run.seed))
-  checkpointer = Checkpointer(models.run_path(config, 'mdnrnn'), keep=config.run.keep_checkpoints)
-  step = 0
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    step = int(meta['step'])
+  checkpointer, state, step = models.resume(config, 'mdnrnn', state)
   if step >= cfg.steps:
     print(f'mdnrnn: trained ({step} steps); skipped')
     return
