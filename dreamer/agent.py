@@ -356,7 +356,8 @@ def make_agent(config, obs_space: dict, act_space) -> agent_lib.Agent:
       (total, (retnorm, explore, post, metrics)), grads = grad_fn(
           state.params, state.slow_critic, state.retnorm,
           state.explore if exploring else None, batch, step_key)
-      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+      with jax.named_scope('optimizer'):   # a name in experiments.profile_vs_reference
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     slow = returns_lib.slow_target_update(
         state.slow_critic, params['critic'], state.step, cfg.critic.slow_rate,

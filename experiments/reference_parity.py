@@ -115,7 +115,8 @@ def reference_config(elements, presets, size):
   })
 
 
-def build_reference(elements, reference_agent, config, obs_space, act_space):
+def build_reference(elements, reference_agent, config, obs_space, act_space, batch=BATCH,
+                    length=LENGTH):
   """The reference agent (its outer embodied.jax.Agent) for our spaces."""
   e_obs = {k: elements.Space(v.dtype, v.shape) for k, v in obs_space.items()}
   if act_space.discrete:
@@ -125,8 +126,8 @@ def build_reference(elements, reference_agent, config, obs_space, act_space):
   agent = reference_agent.Agent(e_obs, e_act, elements.Config(
       # No precompile: this script traces the pieces it compares itself.
       **config.agent, logdir=config.logdir, seed=0,
-      jax=elements.Config({**config.jax, 'precompile': False}), batch_size=BATCH,
-      batch_length=LENGTH, replay_context=0, report_length=LENGTH, replica=0, replicas=1))
+      jax=elements.Config({**config.jax, 'precompile': False}), batch_size=batch,
+      batch_length=length, replay_context=0, report_length=length, replica=0, replicas=1))
   # Its set-up forbids implicit transfers; this script moves its batches itself.
   jax.config.update('jax_transfer_guard', 'allow')
   return agent
