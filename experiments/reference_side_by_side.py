@@ -7,8 +7,8 @@
 For each seed, runs the reference's `dreamerv3/main.py` (DIR: danijar/dreamerv3 at f8817c4, a
 patched temporary copy, as experiments/reference_parity.py makes it) and then our
 `dreamer.main`, one after the other, each with the same size, train ratio, number of envs,
-suite (DMC proprio: action repeat 2; the reference's `dmc_proprio` preset), float32 compute on
-the CPU and seed. Runs live in OUT/reference/seed<k> and OUT/ours/seed<k>; a run whose
+suite (the reference's `dmc_proprio` preset; action repeat 2 on both, passed to the reference,
+whose f8817c4 default is 1), float32 compute on the CPU and seed. Runs live in OUT/reference/seed<k> and OUT/ours/seed<k>; a run whose
 directory already holds a finished run is not repeated, and an interrupted one resumes (both
 implementations resume from their checkpoints). `--set` goes to ours only (its keys are ours).
 
@@ -33,7 +33,10 @@ from experiments import reference_parity
 
 # The reference's config names for the suite of a task prefix (ours infers it from --env).
 REFERENCE_SUITES = {'dmc_': 'dmc_proprio'}
-ACTION_REPEAT = 2          # both suites' DMC action repeat
+# Our DMC action repeat, the published runs' (2411f7d configs.yaml `env.dmc.repeat: 2`). f8817c4
+# defaults to 1, so the reference is given it: without it, it steps every frame, trains twice
+# as often per episode and logs 1001-step episodes.
+ACTION_REPEAT = 2
 BATCH, LENGTH = 16, 64     # both agents' batch
 TRAIN_STARTS = BATCH * LENGTH   # f8817c4 embodied/run/train.py:70; ours run.train_starts=1024
 
@@ -45,7 +48,8 @@ def reference_command(copy, task, size, seed, steps, train_ratio, envs, logdir):
   return [sys.executable, str(copy / 'dreamerv3' / 'main.py'), '--configs', suite, size,
           '--task', task, '--seed', str(seed), '--logdir', logdir,
           '--run.steps', str(steps), '--run.train_ratio', str(train_ratio),
-          '--run.envs', str(envs), '--run.save_every', '300', '--run.log_every', '30',
+          '--run.envs', str(envs), '--env.dmc.repeat', str(ACTION_REPEAT),
+          '--run.save_every', '300', '--run.log_every', '30',
           '--jax.platform', 'cpu', '--jax.compute_dtype', 'float32', '--jax.prealloc', 'False',
           '--logger.outputs', 'jsonl']
 

@@ -63,6 +63,10 @@ class RSSMConfig:
   winit: str = 'trunc_normal'  # weight initialiser (see nets.initializer)
   outscale: float = 1.0      # init scale of the stats layers
   dtype: str = 'float32'     # compute dtype ('bfloat16' on GPU); params and state stay float32
+  # Steps per iteration of the observe and imagine scans (`lax.scan(unroll=...)`): 1 is a loop
+  # (f8817c4 rssm.py `unroll: False`), >= the length unrolls fully (its `True`). Values are
+  # unchanged; fewer, larger loop bodies cut per-step launch latency on a GPU (issue 32).
+  unroll: int = 1
 
   def __post_init__(self):
     for name in ('deter', 'hidden', 'stoch', 'blocks'):
@@ -78,6 +82,8 @@ class RSSMConfig:
                          f'use one of {tuple(options)}.')
     if self.core == 'block_gru' and self.deter % self.blocks:
       raise ValueError(f'RSSMConfig.deter: {self.deter} is not divisible by blocks={self.blocks}.')
+    if self.unroll < 1:
+      raise ValueError(f'RSSMConfig.unroll: must be >= 1 (1 = no unrolling), got {self.unroll}.')
     if not 0.0 <= self.unimix < 1.0:
       raise ValueError(f'RSSMConfig.unimix: must be in [0, 1), got {self.unimix}.')
     nets.get_act(self.act)
@@ -290,7 +296,8 @@ def observe(rssm: RSSM, params, embed, prev_action, is_first, state: Optional[RS
     return post, (post, prior)
 
   inputs = (_swap(embed), _swap(prev_action), _swap(is_first), keys)
-  _, (post, prior) = jax.lax.scan(step, _float_state(state), inputs)
+  _, (post, prior) = jax.lax.scan(step, _float_state(state), inputs,
+                                  unroll=min(rssm.config.unroll, length))
   return _swap(post), _swap(prior)
 
 
@@ -330,7 +337,8 @@ def imagine(rssm: RSSM, params, start: RSSMState,
                         custom_message=f'policy: must return actions [B, {rssm.action_dim}]')
       return img(state, action, img_key), (state, action)
 
-    last, (states, actions) = jax.lax.scan(step, start, keys[:-1])
+    last, (states, actions) = jax.lax.scan(step, start, keys[:-1],
+                                           unroll=max(1, min(rssm.config.unroll, int(horizon))))
     last_action = policy(last, jax.random.split(keys[-1])[0])
     states = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]], 0), states, last)
     actions = jnp.concatenate([actions, last_action[None]], 0)
@@ -351,5 +359,6 @@ def imagine(rssm: RSSM, params, start: RSSMState,
     nxt = img(state, action, key_t)
     return nxt, nxt
 
-  _, states = jax.lax.scan(step_actions, start, (jnp.swapaxes(actions, 0, 1), keys))
+  _, states = jax.lax.scan(step_actions, start, (jnp.swapaxes(actions, 0, 1), keys),
+                           unroll=max(1, min(rssm.config.unroll, length)))
   return _swap(stack(start, states)), actions

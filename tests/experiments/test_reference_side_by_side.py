@@ -1,5 +1,7 @@
 """experiments/reference_side_by_side.py: both implementations' episodes on one x-axis."""
 import json
+import os
+import pathlib
 
 import pytest
 
@@ -38,3 +40,35 @@ def test_unsupported_task_is_one_line(tmp_path, capsys):
   assert stop.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('reference_side_by_side: error: --task atari_pong') and '\n' not in err
+
+
+def test_both_commands_run_the_same_settings(tmp_path):
+  """The reference's command, read by its own flag parser and presets, and ours, read by ours,
+  agree on every setting the comparison names (f8817c4's DMC repeat is 1 unless passed)."""
+  from tests.experiments.test_reference_parity import REFERENCE  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(os.path.join(REFERENCE, 'dreamerv3')):
+    pytest.skip(f'no reference at {REFERENCE}')
+  elements = pytest.importorskip('elements')
+  yaml = pytest.importorskip('ruamel.yaml')
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dreamer import configs  # pylint: disable=g-import-not-at-top
+  args = ('dmc_cartpole_balance', 'size1m', 1, 8000, 64.0, 4, str(tmp_path))
+  flags = sbs.reference_command(pathlib.Path(REFERENCE), *args)[2:]
+  presets = yaml.YAML(typ='safe').load(
+      (pathlib.Path(REFERENCE) / 'dreamerv3' / 'configs.yaml').read_text())
+  chosen, rest = elements.Flags(configs=['defaults']).parse_known(flags)
+  reference = elements.Config(presets['defaults'])
+  for name in chosen.configs:
+    reference = reference.update(presets[name])
+  reference = elements.Flags(reference).parse(rest)
+  ours = config_lib.parse(sbs.our_command(*args, [])[3:], configs.PRESETS)
+  assert reference.env.dmc.repeat == ours.env.action_repeat == sbs.ACTION_REPEAT
+  assert reference.run.train_ratio == ours.run.train_ratio == 64.0
+  assert reference.run.envs == ours.run.envs == 4
+  assert reference.seed == ours.run.seed == 1
+  assert reference.run.steps == ours.run.steps == 8000
+  assert (reference.batch_size, reference.batch_length) == (
+      ours.run.batch_size, ours.run.batch_length)
+  assert reference.jax.compute_dtype == ours.run.precision == 'float32'
+  assert reference.agent.dyn.rssm.deter == ours.agent.rssm.deter
+  assert reference.env.dmc.image is False
