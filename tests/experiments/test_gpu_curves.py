@@ -1,0 +1,78 @@
+"""experiments/gpu_curves.py: bins, the published band, and the CPU dry run CI makes of it."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import gpu_curves
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _scores(path, rows):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as file:
+    for step, score in rows:
+      file.write(json.dumps({'step': step, 'score': score, 'length': 500}) + '\n')
+
+
+def test_seed_curves_bin_agent_steps_as_env_frames(tmp_path):
+  # Agent steps x repeat 2 = frames; bins of 10,000 frames = 5,000 agent steps.
+  _scores(tmp_path / 'seed0' / 'scores.jsonl', [(1000, 10.0), (4000, 20.0), (12000, 50.0)])
+  _scores(tmp_path / 'seed1' / 'scores.jsonl', [(6000, 30.0)])
+  curves = gpu_curves.seed_curves(str(tmp_path), 2, 10_000)
+  assert curves == {'0': [15.0, None, 50.0], '1': [None, 30.0]}
+  single = tmp_path / 'one'
+  _scores(single / 'scores.jsonl', [(100, 1.0)])
+  assert gpu_curves.seed_curves(str(single), 1, 10_000) == {'0': [1.0]}
+
+
+def test_published_curve_at_each_bins_end(tmp_path):
+  runs = [{'task': 'dmc_walker_walk', 'method': 'dreamerv3', 'seed': s,
+           'xs': [10_000, 20_000, 30_000], 'ys': [100.0 * (s + 1), 200.0 * (s + 1), 300.0]}
+          for s in range(2)] + [{'task': 'dmc_cheetah_run', 'method': 'dreamerv3', 'seed': 0,
+                                 'xs': [10_000], 'ys': [7.0]}]
+  with gzip.open(tmp_path / 'dmc_proprio-dreamerv3.json.gz', 'wt') as file:
+    json.dump(runs, file)
+  curve = gpu_curves.published_curve('mjx_walker_walk', 3, 10_000, [str(tmp_path)])
+  assert curve['mean'] == [150.0, 300.0, 300.0]
+  assert curve['min'] == [100.0, 200.0, 300.0] and curve['max'] == [200.0, 400.0, 300.0]
+  assert curve['seeds'] == 2
+  # Before the first published point: no value, not an extrapolation.
+  assert gpu_curves.published_curve('mjx_walker_walk', 2, 5_000, [str(tmp_path)])['mean'] == [
+      None, 150.0]
+  assert gpu_curves.published_curve('mjx_walker_walk', 1, 10_000, [str(tmp_path / 'no')]) == {}
+
+
+def test_non_mjx_task_is_a_one_line_error(tmp_path, capsys):
+  with pytest.raises(SystemExit) as stop:
+    gpu_curves.main(['--budget', '10', '--out', str(tmp_path), '--tasks', 'dmc_walker_walk'])
+  assert stop.value.code == 2
+  assert 'mjx_<domain>_<task>' in capsys.readouterr().err
+
+
+def test_tiny_dry_run_writes_curves_and_harness(tmp_path):
+  """The prepared GPU command at debug size on the CPU: speed harness, then MJX cartpole
+  swingup under --loop device with 2 vmapped seeds, curves and figure written."""
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.gpu_curves', '--tiny', '--budget', '400', '--out',
+       str(tmp_path), '--tasks', 'mjx_cartpole_swingup', '--seeds', '2'],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.load(open(tmp_path / 'gpu_curves.json'))
+  assert report['status'] == {'mjx_cartpole_swingup': 'done'}
+  assert [h['status'] in ('done', 'out of time') for h in report['harness']] == [True, True]
+  result = report['tasks']['mjx_cartpole_swingup']
+  assert sorted(result['seeds']) == ['0', '1']
+  # 150 agent steps = 300 frames in 100-frame bins; episodes of 25 steps end in bins 1 and 2.
+  assert result['frames'] == 300
+  assert all(np.isfinite(v) for v in result['mean'] if v is not None)
+  assert any(v is not None for v in result['mean'])
+  assert result['published_task'] == 'dmc_cartpole_swingup'
+  assert os.path.getsize(tmp_path / 'gpu_curves.png') > 10_000
+  assert 'mjx_cartpole_swingup: done' in proc.stdout
