@@ -94,6 +94,8 @@ def bench(size, args):
   for item in args.set:
     argv += ['--set', item]
   config = config_lib.parse(argv, configs.PRESETS, prog='experiments.bench_dreamer')
+  from common.run import devices as devices_lib  # pylint: disable=g-import-not-at-top
+  devices_lib.add_xla_flags(config.run.xla_flags)   # before the first device use
   obs_space = {
       'image': Space(np.uint8, (args.image, args.image, 3)), 'reward': Space(np.float32, ()),
       'is_first': Space(bool, ()), 'is_last': Space(bool, ()), 'is_terminal': Space(bool, ())}
@@ -104,7 +106,6 @@ def bench(size, args):
   batch = synthetic_batch(agent, obs_space, act_space, args.batch,
                           args.length + agent.replay_context)
   if args.train_devices:   # the loop's data parallel step over the first N devices
-    from common.run import devices as devices_lib  # pylint: disable=g-import-not-at-top
     placement = devices_lib.Placement(types.SimpleNamespace(
         train_devices=tuple(range(args.train_devices)), policy_devices=(0,),
         batch_size=args.batch))

@@ -5,7 +5,8 @@
 Runs, one child process each and in this order, as many as the budget allows, each under
 a cap of its own on an accelerator (so a slow compile cannot take the others' time):
   1. the train-step harness (`experiments.bench_dreamer`) at size12m in bfloat16: updates/s,
-     compile time, peak memory, FLOP/s against the chip's peak;
+     compile time, peak memory, FLOP/s against the chip's peak; then at size1m, plain and with
+     each of issue 32's levers (`LEVERS`: scans unrolled, XLA's command buffers for loops);
   2. `--loop device` against `--loop python` on gymnax CartPole at size1m, the device loop
      with 1 and 16 seeds (`experiments.bench_device_loop`; issue 20's targets);
   3. the harness at size200m (the paper's size) in bfloat16;
@@ -17,7 +18,7 @@ a cap of its own on an accelerator (so a slow compile cannot take the others' ti
   6. `--loop device` against `--loop python` on MuJoCo MJX's cheetah run (DMC locomotion,
      `mjx_cheetah_run`) at size1m, 1 and 16 seeds;
   7. the full loop against its bare step (`experiments.bench_loop`): device busy fraction;
-  8. the harness at size1m in bfloat16, then at size1m, size12m and size200m in float32;
+  8. the harness at size1m, size12m and size200m in float32;
   9. a short DreamerV3 learning run on a DMC proprio task at size1m and the published
      schedule (10k agent steps), its last evaluation score beside the published DreamerV3
      curve at that step.
@@ -42,6 +43,12 @@ import time
 import numpy as np
 
 RESERVE_S = 5.0   # kept back from the budget for writing the results
+# Issue 32's train-step levers as the harness's --set arguments (tests/dreamer/
+# test_speed_levers.py checks that each leaves the losses and gradients as they are).
+GPU_GRAPHS = ('run.xla_flags=--xla_gpu_enable_command_buffer=+WHILE '
+              '--xla_gpu_command_buffer_unroll_loops=true --xla_gpu_graph_min_graph_size=1')
+LEVERS = {'unrolled': ('agent.rssm.unroll=64',), 'graphs': (GPU_GRAPHS,),
+          'unrolled+graphs': ('agent.rssm.unroll=64', GPU_GRAPHS)}
 LEARNING_TASK = 'dmc_cartpole_balance'
 # DreamerV3 (Hafner et al. 2023), Crafter at 1M env steps: score 14.5 +- 1.6 %.
 CRAFTER_REFERENCE = {'reference_score': 14.5, 'reference_std': 1.6, 'reference_steps': 1_000_000}
@@ -65,9 +72,11 @@ def plan(tiny: bool, logdir: str) -> list:
   else:
     size_args = ['--updates', '10']
 
-  def harness(size, precision, cap):
-    return (f'harness {size} {precision}', python + [
-        'experiments.bench_dreamer', '--sizes', size, '--precision', precision] + size_args, cap)
+  def harness(size, precision, cap, lever=''):
+    sets = [a for key in LEVERS.get(lever, ()) for a in ('--set', key)]
+    return (f'harness {size} {precision}' + (f' {lever}' if lever else ''), python + [
+        'experiments.bench_dreamer', '--sizes', size, '--precision', precision] + size_args
+        + sets, cap)
 
   compare = (['--size', 'debug', '--steps', '200', '--seeds', '1', '2', '--envs', '4',
               '--batch', '4', '--length', '16', '--prefill', '64', '--chunk', '25',
@@ -94,6 +103,11 @@ def plan(tiny: bool, logdir: str) -> list:
   learning_steps = 200 if tiny else 10_000
   return [
       harness('size12m', 'bfloat16', 100),
+      # Issue 32's levers at the latency-bound size, each against the plain size1m.
+      harness('size1m', 'bfloat16', 60),
+      harness('size1m', 'bfloat16', 60, 'unrolled'),
+      harness('size1m', 'bfloat16', 60, 'graphs'),
+      harness('size1m', 'bfloat16', 60, 'unrolled+graphs'),
       ('device loop vs python loop', python + [
           'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1'] + compare, 300),
       harness('size200m', 'bfloat16', 150),
@@ -106,7 +120,6 @@ def plan(tiny: bool, logdir: str) -> list:
       ('mjx device loop vs python loop', python + [
           'experiments.bench_device_loop', '--env', 'mjx_cheetah_run'] + mjx, 180),
       ('full loop vs bare step', python + ['experiments.bench_loop'] + loop, 90),
-      harness('size1m', 'bfloat16', 60),
       harness('size1m', 'float32', 60),
       harness('size12m', 'float32', 90),
       harness('size200m', 'float32', 180),

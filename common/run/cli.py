@@ -100,7 +100,9 @@ def run_main(argv, presets, prog, make_agent):
   # Several hosts join before any device is touched; `--size auto` asks for the backend, so
   # the run flags are read from a parse without a size preset first.
   try:
-    devices_lib.initialize_distributed(config_lib.parse(argv + ['--size', ''], presets, prog).run)
+    run_flags = config_lib.parse(argv + ['--size', ''], presets, prog).run
+    devices_lib.add_xla_flags(run_flags.xla_flags)
+    devices_lib.initialize_distributed(run_flags)
   except ValueError as error:
     print(f'{prog}: error: {error}', file=sys.stderr)
     raise SystemExit(2) from None

@@ -55,6 +55,9 @@ class RunConfig:
   loop: str = 'python'           # 'python' (common/run/train_loop.py) or 'device'
   seeds: int = 1                 # --loop device: independent agents vmapped in one program
   chunk: int = 0                 # --loop device: env iterations per call (0: 1000 agent steps)
+  # Added to $XLA_FLAGS before JAX starts: compiler speed levers such as the GPU's command
+  # buffers for loops (issue 32; BENCHMARKS.md names the flag sets measured).
+  xla_flags: str = ''
 
 
 # ---------------------------------------------------------------------------
@@ -317,6 +320,8 @@ _CHECKS = (  # (key, predicate, requirement)
     ('run.log_every', lambda x: x >= 0, 'must be >= 0'),
     ('run.report_every', lambda x: x >= 0, 'must be >= 0'),
     ('run.save_every', lambda x: x >= 0, 'must be >= 0'),
+    ('run.xla_flags', lambda x: all(f.startswith('--xla_') for f in x.split()),
+     "must be XLA flags separated by spaces ('--xla_name=value ...')"),
     ('run.keep_checkpoints', lambda x: x >= 1, 'must be >= 1'),
     ('run.max_nonfinite', lambda x: x >= 1, 'must be >= 1'),
     ('run.precision', lambda x: x in PRECISIONS,

@@ -30,6 +30,18 @@ def configured_processes(run_config) -> int:
   return run_config.processes or int(os.environ.get('JAX_NUM_PROCESSES', '1'))
 
 
+def add_xla_flags(flags: str):
+  """Appends `flags` (run.xla_flags) to $XLA_FLAGS, which XLA reads when JAX first asks for a
+  device; so this must run before that, or the flags would silently do nothing."""
+  if not flags or flags in os.environ.get('XLA_FLAGS', ''):
+    return
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if xla_bridge.backends_are_initialized():
+    raise ValueError(f'run.xla_flags={flags!r}: JAX has already started, so XLA would ignore '
+                     'them; set them at the start of the run (or in $XLA_FLAGS).')
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + flags).strip()
+
+
 def initialize_distributed(run_config) -> bool:
   """Joins a multi-host run when one is configured (flags, else environment); True if so.
 

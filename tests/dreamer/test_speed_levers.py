@@ -1,5 +1,9 @@
 """The train step's speed levers (issue 32) change how XLA runs the step, not what it computes:
 each gives the same losses and gradients as the default, and its step compiles once."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,13 +14,16 @@ from common.envs.spaces import Space
 from common.run import config as config_lib
 from dreamer import agent as agent_lib
 from dreamer import configs
+from experiments import device_check
 from tests.dreamer.test_agent import B, T, jit, spaces, synthetic_batch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Each lever's settings, and what its step's jaxpr must show (debug size: the observe scan runs
 # over 7 trained steps, imagination over 15).
 LEVERS = {
     'scans unrolled by 4': ({'agent.rssm.unroll': 4}, ['unroll=4']),
-    'scans unrolled fully': ({'agent.rssm.unroll': 64}, ['unroll=7', 'unroll=15']),
+    'scans unrolled fully': (dict(a.split('=') for a in device_check.LEVERS['unrolled']),
+                             ['unroll=7', 'unroll=15']),
 }
 
 
@@ -76,3 +83,42 @@ def test_unroll_below_one_is_a_clear_error(capsys):
                       'agent.rssm.unroll=0'], configs.PRESETS)
   assert stop.value.code == 2
   assert 'agent.rssm.unroll' in capsys.readouterr().err
+
+
+# The GPU's command buffers for loops (CUDA graphs), as issue 32 names them; on the CPU they
+# parse and change nothing, on a GPU experiments/device_check.py measures them.
+GPU_GRAPH_FLAGS = device_check.GPU_GRAPHS.split('=', 1)[1]
+
+
+def test_xla_flags_reach_xla_before_jax_starts(tmp_path):
+  """run.xla_flags goes to $XLA_FLAGS before the first device use: a dump flag (seen on the
+  CPU) and the GPU graph flags (they must parse: XLA aborts on an unknown flag)."""
+  code = (
+      'import sys, jax, jax.numpy as jnp\n'
+      'from common.run import config as config_lib, devices\n'
+      'from dreamer import configs\n'
+      'config = config_lib.parse(["--env", "gym_CartPole-v1", "--size", "debug", "--set",\n'
+      '                           "run.xla_flags=" + sys.argv[1]], configs.PRESETS)\n'
+      'devices.add_xla_flags(config.run.xla_flags)\n'
+      'print(jax.jit(lambda x: jax.lax.scan(lambda c, _: (c * 2, c), x, None, 4)[0])(1.0))\n'
+      'try:\n'
+      '  devices.add_xla_flags("--xla_dump_hlo_as_text")\n'
+      'except ValueError as error:\n'
+      '  print(error)\n')
+  flags = f'--xla_dump_to={tmp_path / "dump"} {GPU_GRAPH_FLAGS}'
+  proc = subprocess.run([sys.executable, '-c', code, flags], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, env=dict(os.environ, JAX_PLATFORMS='cpu',
+                                                         XLA_FLAGS=''))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.splitlines()[0] == '16.0'
+  assert 'JAX has already started' in proc.stdout   # too late is an error, not a no-op
+  assert any(name.endswith('.txt') or name.endswith('.pb')
+             for name in os.listdir(tmp_path / 'dump'))
+
+
+def test_xla_flags_must_be_flags(capsys):
+  with pytest.raises(SystemExit) as stop:
+    config_lib.parse(['--env', 'gym_CartPole-v1', '--size', 'debug', '--set',
+                      'run.xla_flags=xla_gpu_graph_min_graph_size=1'], configs.PRESETS)
+  assert stop.value.code == 2
+  assert 'run.xla_flags' in capsys.readouterr().err
