@@ -88,6 +88,30 @@ def binned(rows, bin_frames, last_frame):
   return [float(np.mean(b)) if b else None for b in bins]
 
 
+# The initial actor's action distribution on both sides: mean tanh(0) = 0 and std
+# (maxstd - minstd) sigmoid(0 + 2) + minstd with minstd 0.1, maxstd 1 (its output layer starts
+# near zero: outscale 0.01), about N(0, 0.893), clipped to [-1, 1] before the env.
+INITIAL_STD = 0.9 / (1 + math.exp(-2.0)) + 0.1
+
+
+def random_policy_returns(task, episodes, seed=0):
+  """Returns of `episodes` episodes of `task` (our DMC adapter, repeat 2) under the initial
+  actor's distribution without a network: actions N(0, INITIAL_STD) clipped to [-1, 1]."""
+  from common import envs  # pylint: disable=g-import-not-at-top
+  env = envs.make(task, seed=seed, action_repeat=ACTION_REPEAT)
+  rng = np.random.default_rng(seed)
+  shape = env.act_space.shape
+  returns = []
+  while len(returns) < episodes:
+    obs, score = env.step(np.zeros(shape, np.float32)), 0.0   # the reset step
+    while not obs['is_last']:
+      action = np.clip(rng.normal(0.0, INITIAL_STD, shape), -1, 1).astype(np.float32)
+      obs = env.step(action)
+      score += float(obs['reward'])
+    returns.append(score)
+  return returns
+
+
 def run(name, command, logdir, steps):
   """Runs `command` unless `logdir` holds a finished run; returns its wall seconds (None when
   it was finished before)."""
@@ -149,6 +173,9 @@ def main(argv=None):
   parser.add_argument('--bin_frames', type=int, default=4000)
   parser.add_argument('--out', required=True)
   parser.add_argument('--set', action='append', default=[], help='ours only: key=value')
+  parser.add_argument('--random_episodes', type=int, default=0,
+                      help='also play this many episodes with the initial actor\'s action '
+                      'distribution and no network (the first episodes\' baseline)')
   args = parser.parse_args(argv)
   try:
     copy = reference_parity.patched_copy(args.reference)
@@ -183,6 +210,13 @@ def main(argv=None):
       with open(os.path.join(args.out, 'side_by_side.json'), 'w') as file:
         json.dump(report, file, indent=1)
       plot(report, os.path.join(args.out, 'side_by_side.png'))
+  if args.random_episodes:
+    returns = random_policy_returns(args.task, args.random_episodes)
+    report['random_policy'] = {'std': INITIAL_STD, 'episodes': len(returns),
+                               'mean': float(np.mean(returns)), 'sd': float(np.std(returns)),
+                               'returns': returns}
+    with open(os.path.join(args.out, 'side_by_side.json'), 'w') as file:
+      json.dump(report, file, indent=1)
   print(f'wrote {args.out}/side_by_side.json and side_by_side.png')
 
 

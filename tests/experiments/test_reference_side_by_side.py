@@ -72,3 +72,11 @@ def test_both_commands_run_the_same_settings(tmp_path):
   assert reference.jax.compute_dtype == ours.run.precision == 'float32'
   assert reference.agent.dyn.rssm.deter == ours.agent.rssm.deter
   assert reference.env.dmc.image is False
+
+
+def test_random_baseline_plays_real_episodes():
+  """The first episodes' baseline: the real DMC cartpole with the initial actor's spread."""
+  assert abs(sbs.INITIAL_STD - (0.9 * 0.8807970779778823 + 0.1)) < 1e-9   # 0.9 sigmoid(2) + 0.1
+  returns = sbs.random_policy_returns('dmc_cartpole_balance', 1)
+  # 500 agent steps of repeat 2, each frame's reward in [0, 1].
+  assert len(returns) == 1 and 0 < returns[0] <= 1000
