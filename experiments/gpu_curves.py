@@ -1,7 +1,7 @@
 """One GPU slot's learning curves against the published DreamerV3 curves (issue 32, item 3).
 
-  python -m experiments.gpu_curves --budget 540 --out DIR [--tasks mjx_cartpole_swingup
-      mjx_walker_walk] [--seeds 4] [--size size1m] [--tiny]
+  python -m experiments.gpu_curves --budget 540 --out DIR [--runs RUNS] [--tasks
+      mjx_cartpole_swingup mjx_walker_walk] [--seeds 4] [--size size1m] [--tiny]
 
 First, under `HARNESS_S` seconds, the train-step harness (`experiments.bench_dreamer`, bfloat16)
 at size1m and size12m, so every slot also measures speed. Then, for each task in turn with an
@@ -10,6 +10,8 @@ in one program, on a MuJoCo MJX task at the dmc_proprio preset (action repeat 2,
 512) and `--size` (size1m by default: the preset's size12m is for when the train step meets
 its targets; the output says which). The run checkpoints every `SAVE_S` seconds and at its
 share's end gets SIGTERM (it saves, then stops), so running the same command again resumes.
+Run directories and logs go to RUNS/<task> (default DIR; the device tool returns few files,
+so keep them out of its output folder there).
 
 `DIR/gpu_curves.json` holds per task and seed the mean episode return in bins of `BIN_FRAMES`
 env frames, their mean over seeds, and the published DreamerV3 curve of the same DMC task in
@@ -212,6 +214,7 @@ def main(argv=None):
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--budget', type=float, required=True, help='seconds for everything')
   parser.add_argument('--out', required=True)
+  parser.add_argument('--runs', help='run directories (default: --out)')
   parser.add_argument('--tasks', nargs='+', default=['mjx_cartpole_swingup', 'mjx_walker_walk'])
   parser.add_argument('--seeds', type=int, default=4)
   parser.add_argument('--size', default='size1m')
@@ -227,6 +230,7 @@ def main(argv=None):
     raise SystemExit(2)
   start = time.time()
   os.makedirs(args.out, exist_ok=True)
+  os.makedirs(args.runs or args.out, exist_ok=True)
   bin_frames = TINY_BIN_FRAMES if args.tiny else BIN_FRAMES
   report = {'device': device_check._device(), 'commit': device_check._commit(),   # pylint: disable=protected-access
             'date': time.strftime('%Y-%m-%d'), 'budget_s': args.budget,
@@ -242,7 +246,7 @@ def main(argv=None):
   for index, task in enumerate(args.tasks):
     left = args.budget - (time.time() - start) - STOP_S
     deadline = time.time() + left / (len(args.tasks) - index)
-    run_dir = os.path.join(args.out, task)
+    run_dir = os.path.join(args.runs or args.out, task)
 
     def poll(task=task, run_dir=run_dir):
       report['tasks'][task] = task_report(task, run_dir, args.seeds, bin_frames, args.reference)
