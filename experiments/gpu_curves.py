@@ -18,8 +18,10 @@ env frames, their mean over seeds, and the published DreamerV3 curve of the same
 the same bins (mean, min and max over its seeds, read from `--reference`: `.whl/
 reference_scores` where `experiments.fetch_wheels` puts it, or the shared folder beside the
 project). `DIR/gpu_curves.png` draws each seed thin, their mean thick, over the published
-band. Both are rewritten every `POLL_S` seconds while a run trains, so a cut-off slot still
-returns its curves. The published curves come from dm_control (float64 MuJoCo); MJX simulates
+band (where matplotlib is installed; the GPU image lacks it, so there `python -m
+experiments.gpu_curves --plot DIR/gpu_curves.json` draws it afterwards from the JSON). Both
+are rewritten every `POLL_S` seconds while a run trains, so a cut-off slot still returns its
+curves. The published curves come from dm_control (float64 MuJoCo); MJX simulates
 in float32 and drifts from it over long rollouts (FIDELITY.md), as the figure says.
 
 `--tiny` runs the same code at debug size on the CPU (CI runs it).
@@ -142,9 +144,14 @@ def plot(report: dict, path: str):
 
 
 def write(out: str, report: dict):
+  """The JSON, and the PNG where matplotlib is installed (the GPU image lacks it and its wheels
+  would not fit the carried folder: `--plot DIR/gpu_curves.json` draws it afterwards)."""
   with open(os.path.join(out, 'gpu_curves.json'), 'w') as file:
     json.dump(report, file, indent=1)
-  plot(report, os.path.join(out, 'gpu_curves.png'))
+  try:
+    plot(report, os.path.join(out, 'gpu_curves.png'))
+  except ImportError:
+    pass
 
 
 def harness_command(tiny: bool) -> list:
@@ -212,6 +219,12 @@ def run_harness(command, budget_s) -> dict:
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='experiments.gpu_curves',
                                    description=__doc__.split('\n\n')[0])
+  if argv is None:
+    argv = sys.argv[1:]
+  if argv[:1] == ['--plot']:   # python -m experiments.gpu_curves --plot DIR/gpu_curves.json
+    with open(argv[1]) as file:
+      plot(json.load(file), os.path.join(os.path.dirname(argv[1]), 'gpu_curves.png'))
+    return
   parser.add_argument('--budget', type=float, required=True, help='seconds for everything')
   parser.add_argument('--out', required=True)
   parser.add_argument('--runs', help='run directories (default: --out)')

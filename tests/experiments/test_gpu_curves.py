@@ -79,3 +79,15 @@ def test_tiny_dry_run_writes_curves_and_harness(tmp_path):
   assert result['published_task'] == 'dmc_cartpole_swingup'
   assert os.path.getsize(tmp_path / 'gpu_curves.png') > 10_000
   assert 'mjx_cartpole_swingup: done' in proc.stdout
+
+
+def test_plot_from_the_json_alone(tmp_path):
+  """The GPU image has no matplotlib: the figure is drawn here from the returned JSON."""
+  report = {'tasks': {'mjx_walker_walk': {
+      'seeds': {'0': [10.0, None, 30.0], '1': [12.0, 20.0]}, 'mean': [11.0, 20.0, 30.0],
+      'published': {'mean': [30.0, 60.0, 90.0], 'min': [20.0, 50.0, 80.0],
+                    'max': [40.0, 70.0, 100.0], 'seeds': 5}}},
+            'bin_frames': 10_000, 'size': 'size1m', 'seeds': 2}
+  (tmp_path / 'gpu_curves.json').write_text(json.dumps(report))
+  gpu_curves.main(['--plot', str(tmp_path / 'gpu_curves.json')])
+  assert os.path.getsize(tmp_path / 'gpu_curves.png') > 10_000
