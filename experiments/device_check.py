@@ -7,6 +7,7 @@ a cap of its own on an accelerator (so a slow compile cannot take the others' ti
   1. the train-step harness (`experiments.bench_dreamer`) at size12m in bfloat16: updates/s,
      compile time, peak memory, FLOP/s against the chip's peak; then at size1m, plain and with
      each of issue 32's levers (`LEVERS`: scans unrolled, XLA's command buffers for loops);
+     then the device loop with 1, 4, 8 and 16 vmapped seeds (issue 32 item 2);
   2. `--loop device` against `--loop python` on gymnax CartPole at size1m, the device loop
      with 1 and 16 seeds (`experiments.bench_device_loop`; issue 20's targets);
   3. the harness at size200m (the paper's size) in bfloat16;
@@ -92,6 +93,11 @@ def plan(tiny: bool, logdir: str) -> list:
              ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
               '--set', 'run.chunk=16', '--set', 'run.save_every=60',
               '--set', 'replay.capacity=1000000'])
+  seeds = (['--size', 'debug', '--steps', '200', '--seeds', '1', '2', '--envs', '4',
+            '--batch', '4', '--length', '16', '--prefill', '64', '--chunk', '25',
+            '--log_every', '1'] if tiny else
+           ['--size', 'size1m', '--steps', '20000', '--seeds', '1', '4', '8', '16',
+            '--log_every', '3'])
   # MuJoCo MJX's cheetah (DMC locomotion) in the device loop, 1 and 16 seeds.
   mjx = (['--size', 'debug', '--steps', '100', '--seeds', '1', '--envs', '2', '--batch', '2',
           '--length', '8', '--prefill', '32', '--chunk', '25', '--log_every', '1'] if tiny else
@@ -108,6 +114,11 @@ def plan(tiny: bool, logdir: str) -> list:
       harness('size1m', 'bfloat16', 60, 'unrolled'),
       harness('size1m', 'bfloat16', 60, 'graphs'),
       harness('size1m', 'bfloat16', 60, 'unrolled+graphs'),
+      # Issue 32 item 2: what 4, 8 and 16 vmapped seeds cost against one (targets: 8 seeds
+      # <= 2x one seed's time per update, 16 <= 3x).
+      ('seeds 1 4 8 16', python + [
+          'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1', '--loops', 'device']
+       + seeds, 240),
       ('device loop vs python loop', python + [
           'experiments.bench_device_loop', '--env', 'gymnax_CartPole-v1'] + compare, 300),
       harness('size200m', 'bfloat16', 150),

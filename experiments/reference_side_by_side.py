@@ -147,7 +147,10 @@ def plot(report, path):
       curves.append(values)
     if curves:
       width = min(len(c) for c in curves)
-      mean = np.nanmean(np.stack([c[:width] for c in curves]), 0)
+      stacked = np.stack([c[:width] for c in curves])
+      seen = ~np.isnan(stacked).all(0)   # bins where no seed ended an episode stay empty
+      mean = np.full(width, np.nan)
+      mean[seen] = np.nanmean(stacked[:, seen], 0)
       axis.plot(centres[:width], mean, color=color, linewidth=2.5,
                 label=f'{name} ({impl["updates_per_second"]:.3g} updates/s)')
   axis.set_xlabel('env frames')
