@@ -183,16 +183,20 @@ def _json_lines(text: str) -> list:
   return out
 
 
-def reference_score(task: str, env_steps: float, references) -> dict:
-  """The published DreamerV3 DMC proprio curve at `env_steps`: mean and range over seeds."""
+def published_runs(task: str, references) -> tuple:
+  """(the published DreamerV3 DMC proprio runs of `task` with points, the file) from the first
+  of the `references` folders that holds the score file; ([], '') where none does."""
   for folder in references:
     path = os.path.join(folder, 'dmc_proprio-dreamerv3.json.gz')
     if os.path.exists(path):
-      break
-  else:
-    return {}
-  runs = [r for r in json.load(gzip.open(path)) if r['task'] == task]
-  values = [float(np.interp(env_steps, r['xs'], r['ys'])) for r in runs if r['xs']]
+      return [r for r in json.load(gzip.open(path)) if r['task'] == task and r['xs']], path
+  return [], ''
+
+
+def reference_score(task: str, env_steps: float, references) -> dict:
+  """The published DreamerV3 DMC proprio curve at `env_steps`: mean and range over seeds."""
+  runs, path = published_runs(task, references)
+  values = [float(np.interp(env_steps, r['xs'], r['ys'])) for r in runs]
   if not values:
     return {}
   return {'reference_mean': round(float(np.mean(values)), 1),

@@ -27,7 +27,6 @@ in float32 and drifts from it over long rollouts (FIDELITY.md), as the figure sa
 `--tiny` runs the same code at debug size on the CPU (CI runs it).
 """
 import argparse
-import gzip
 import json
 import os
 import signal
@@ -58,13 +57,7 @@ def published_task(task: str) -> str:
 
 def published_curve(task: str, bins: int, bin_frames: int, references) -> dict:
   """The published DreamerV3 DMC proprio curve of `task` at the end of each bin."""
-  for folder in references:
-    path = os.path.join(folder, 'dmc_proprio-dreamerv3.json.gz')
-    if os.path.exists(path):
-      break
-  else:
-    return {}
-  runs = [r for r in json.load(gzip.open(path)) if r['task'] == published_task(task) and r['xs']]
+  runs, path = device_check.published_runs(published_task(task), references)
   if not runs:
     return {}
   ends = (np.arange(bins) + 1) * bin_frames
