@@ -15,7 +15,8 @@ excluded) is attributed through the compiled HLO's instruction names to:
   - place: the loop it runs in, named by the loop's trip count (64 steps: the observe scan,
     15: imagination, ...), or the step outside loops; forward or backward (the op's name
     stack holds `transpose(` in the backward pass);
-  - kind: matmul, convolution, elementwise, copy/transpose, slice/update, reduce, other;
+  - kind: matmul, convolution, elementwise, copy/transpose, slice/update, reduce, control (a
+    loop's or branch's own bookkeeping), other (random bits);
   - module: encoder, rssm, decoder, heads (reward, continue, actor, critic), optimizer,
     other (losses, returns, sampling), from the name stack's module names.
 It also counts thunks per step (what the GPU calls kernel launches) and the step's time
@@ -110,8 +111,10 @@ def _opcodes_by_computation(instructions):
 def kind_of(name, instructions, opcodes):
   """matmul, convolution, elementwise, copy/transpose, slice/update, reduce or other."""
   info = instructions[name]
+  if info['opcode'] in ('while', 'conditional'):
+    return 'control'   # its self time: the loop's or branch's own bookkeeping
   inner = set([info['opcode']])
-  if info['opcode'] == 'fusion':
+  if info['opcode'] in ('fusion', 'call'):   # a call runs its computation inline
     inner = set().union(*(opcodes.get(c, set()) for c in info['calls']))
   if inner & {'dot', 'custom-call'} or name.startswith(('ynn_', 'dot')):
     return 'matmul'
@@ -124,10 +127,7 @@ def kind_of(name, instructions, opcodes):
     return 'slice/update'
   if inner <= {'copy', 'transpose', 'bitcast', 'parameter', 'tuple', 'get-tuple-element'}:
     return 'copy/transpose'
-  if info['opcode'] in ('while', 'conditional', 'call'):
-    return 'control'
-  return 'elementwise' if info['opcode'] in ('fusion', 'add', 'multiply', 'select') or \
-      not inner & {'rng', 'rng-bit-generator'} else 'other'
+  return 'other' if inner & {'rng', 'rng-bit-generator'} else 'elementwise'
 
 
 def module_of(op_name):
@@ -182,9 +182,9 @@ def breakdown(compiled, call, trace_dir, length=LENGTH):
   place, kind, module, top = (collections.Counter() for _ in range(4))
   for name, micros in times:
     info = instructions[name]
-    if info['opcode'] in ('while', 'conditional', 'call'):
-      continue   # its own time is the loop's bookkeeping; its body's thunks are counted
     loops = _loops(name, instructions, callers)
+    if info['opcode'] == 'while':   # its self time is its own loop's bookkeeping
+      loops = [info['trips']] + loops
     where = f'loop x{loops[0]}' if loops else 'outside loops'
     if loops and loops[0] == length:
       where += ' (observe)'
