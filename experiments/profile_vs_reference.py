@@ -9,8 +9,8 @@ same suite and size (`--inputs image`: Crafter, 64x64x3 images and 17 discrete a
 `vector`: DMC proprio, a 24-dim vector and 6 continuous actions), float32, batch 16 x 64, with
 no replay context on either side (the reference's needs latents from its replay; it is one
 step in 65). Each train step (world model, imagination, actor and critic, optimizer) is
-jitted, run once, then timed over `--updates` calls (median). One more call of each runs under
-`jax.profiler`, and the time of every XLA:CPU thunk (the CPU's kernels; self time, children
+jitted, run once, then timed over `--updates` rounds of one call of each, alternating (median).
+One more call of each runs under `jax.profiler`, and the time of every XLA:CPU thunk (the CPU's kernels; self time, children
 excluded) is attributed through the compiled HLO's instruction names to:
   - place: the loop it runs in, named by the loop's trip count (64 steps: the observe scan,
     15: imagination, ...), or the step outside loops; forward or backward (the op's name
@@ -24,6 +24,7 @@ outside any thunk (the runtime's own overhead between them).
 """
 import argparse
 import collections
+import functools
 import glob
 import gzip
 import json
@@ -276,21 +277,31 @@ def our_step(inputs, size, obs_space, act_space, batch):
   return jax.jit(agent.train), (state, {k: jnp.asarray(v) for k, v in batch.items()})
 
 
-def measure(train, args, updates, trace_dir):
-  start = time.perf_counter()
-  compiled = train.lower(*args).compile()
-  compile_s = time.perf_counter() - start
-  jax.block_until_ready(compiled(*args))   # warm-up
-  seconds = []
-  for _ in range(updates):
+def measure(steps, updates):
+  """{name: timing and breakdown} of the jitted steps {name: (train, args)}. The timed calls
+  alternate between them (one of each per round), so a drift in the machine's speed falls on
+  both alike; each is then traced once. Tracing costs time per thunk, so the breakdown of the
+  step with more thunks is inflated more: its figures are shares, the timing is untraced."""
+  compiled, results = {}, {}
+  for name, (train, args) in steps.items():
     start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    seconds.append(time.perf_counter() - start)
-  result = {'compile_s': round(compile_s, 1),
-            'seconds_per_update': round(float(np.median(seconds)), 4),
-            'updates_per_s': round(1 / float(np.median(seconds)), 3)}
-  result.update(breakdown(compiled, lambda: compiled(*args), trace_dir))
-  return result
+    compiled[name] = train.lower(*args).compile()
+    results[name] = {'compile_s': round(time.perf_counter() - start, 1)}
+    jax.block_until_ready(compiled[name](*args))   # warm-up
+  seconds = {name: [] for name in steps}
+  for _ in range(updates):
+    for name, (_, args) in steps.items():
+      start = time.perf_counter()
+      jax.block_until_ready(compiled[name](*args))
+      seconds[name].append(time.perf_counter() - start)
+  for name, (_, args) in steps.items():
+    median = float(np.median(seconds[name]))
+    results[name].update(seconds_per_update=round(median, 4),
+                         updates_per_s=round(1 / median, 3),
+                         seconds=[round(s, 4) for s in seconds[name]])
+    results[name].update(breakdown(compiled[name], functools.partial(compiled[name], *args),
+                                   tempfile.mkdtemp(prefix=f'profile-{name}-')))
+  return results
 
 
 def main(argv=None):
@@ -314,9 +325,7 @@ def main(argv=None):
     raise SystemExit(2) from None
   report = {'inputs': args.inputs, 'size': args.size, 'batch': [BATCH, LENGTH],
             'device': jax.devices()[0].device_kind, 'implementations': {}}
-  for name, (train, train_args) in steps.items():
-    report['implementations'][name] = measure(train, train_args, args.updates,
-                                              tempfile.mkdtemp(prefix=f'profile-{name}-'))
+  report['implementations'] = measure(steps, args.updates)
   ours, reference = (report['implementations'][k] for k in ('ours', 'reference'))
   report['speedup'] = round(reference['seconds_per_update'] / ours['seconds_per_update'], 3)
   if args.json:
