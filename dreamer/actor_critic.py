@@ -139,7 +139,8 @@ class _Targets(NamedTuple):
   actor_weight: chex.Array
 
 
-def imagination_targets(kind: str, reward, disc, value, lam, first_weight) -> _Targets:
+def imagination_targets(kind: str, reward, disc, value, lam, first_weight,
+                        unroll: int = 1) -> _Targets:
   """Returns, baselines and weights over an imagined trajectory of H + 1 states s_0..s_H.
 
   reward[t] = r(s_t), disc[t] = gamma c(s_t) (the discount of arriving at s_t), value [N, H+1]
@@ -158,18 +159,18 @@ def imagination_targets(kind: str, reward, disc, value, lam, first_weight) -> _T
   horizon = reward.shape[1] - 1
   ones = jnp.ones_like(disc[:, :1])
   if kind == 'v3':
-    returns = returns_lib.lambda_return(reward[:, 1:].T, value.T, disc[:, 1:].T, lam).T
+    returns = returns_lib.lambda_return(reward[:, 1:].T, value.T, disc[:, 1:].T, lam, unroll).T
     weight = sg(jnp.cumprod(disc, 1) / first_weight)[:, :-1]
     states = slice(0, horizon)
     return _Targets(states, returns, weight, states, returns, value[:, :-1], weight)
   if kind == 'v2':
-    returns = returns_lib.lambda_return(reward[:, :-1].T, value.T, disc[:, :-1].T, lam).T
+    returns = returns_lib.lambda_return(reward[:, :-1].T, value.T, disc[:, :-1].T, lam, unroll).T
     weight = sg(jnp.cumprod(jnp.concatenate([ones, disc[:, :-2]], 1), 1))   # [N, H]
     return _Targets(slice(0, horizon), returns, weight, slice(0, horizon - 1), returns[:, 1:],
                     value[:, :-2], weight[:, :-1])
   if kind == 'v1':
     returns = returns_lib.lambda_return(reward[:, 1:-1].T, value[:, 1:].T, disc[:, 1:-1].T,
-                                        lam).T                               # [N, H - 1]
+                                        lam, unroll).T                       # [N, H - 1]
     weight = sg(jnp.cumprod(jnp.concatenate([ones, disc[:, 1:-2]], 1), 1))   # [N, H - 1]
     states = slice(1, horizon)
     return _Targets(states, returns, weight, states, returns, value[:, 1:-1], weight)
@@ -202,7 +203,8 @@ def imagination_loss(ac: ActorCritic, params: dict, slow_critic_params, retnorm_
   # gradient flows through the critic into the imagined states.
   boot_params = slow_critic_params if cfg.critic.slow_target else params['critic']
   _, boot = critic_value(ac, sg(boot_params), feat if grad_mode != 'reinforce' else sg(feat))
-  targets = imagination_targets(cfg.imag_targets, reward, gamma * cont, boot, cfg.lam, gamma)
+  targets = imagination_targets(cfg.imag_targets, reward, gamma * cont, boot, cfg.lam, gamma,
+                                cfg.rssm.unroll)
   returns = targets.actor_return
 
   if cfg.retnorm.kind == 'percentile':
@@ -284,7 +286,7 @@ def replay_value_loss(ac: ActorCritic, critic_params, slow_critic_params, feat: 
   gamma = discount(cfg)
   returns = returns_lib.lambda_return(
       reward[:, 1:].T, sg(boot).T, (gamma * (1 - term[:, 1:])).T,
-      (cfg.lam * (1 - last[:, 1:])).T).T                     # [B, T-1]
+      (cfg.lam * (1 - last[:, 1:])).T, cfg.rssm.unroll).T    # [B, T-1]
   if not cfg.critic.replay_grad:
     feat = sg(feat)
   dist, _ = critic_value(ac, critic_params, feat)

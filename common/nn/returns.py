@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 
 def lambda_return(reward: chex.Array, value: chex.Array, discount: chex.Array,
-                  lam: float | chex.Array) -> chex.Array:
+                  lam: float | chex.Array, unroll: int = 1) -> chex.Array:
   """TD(lambda) returns over an imagined trajectory (DreamerV1, Eq. 6; V2, Eq. 4; V3, Eq. 7).
 
     R[T-1] = reward[T-1] + discount[T-1] * value[T]
@@ -21,6 +21,8 @@ def lambda_return(reward: chex.Array, value: chex.Array, discount: chex.Array,
     value: [T+1, ...] value estimates; value[T] is the bootstrap.
     discount: [T, ...].
     lam: scalar or broadcastable to [T, ...].
+    unroll: steps per iteration of the scan (>= T unrolls it fully, as the reference's Python
+      loop is); the values are the same.
   Returns:
     [T, ...] lambda-returns.
   """
@@ -38,7 +40,8 @@ def lambda_return(reward: chex.Array, value: chex.Array, discount: chex.Array,
     ret = reward_t + discount_t * ((1 - lam_t) * value_tp1 + lam_t * next_return)
     return ret, ret
 
-  _, returns = jax.lax.scan(step, value[-1], (reward, discount, value[1:], lam), reverse=True)
+  _, returns = jax.lax.scan(step, value[-1], (reward, discount, value[1:], lam), reverse=True,
+                           unroll=max(1, min(unroll, reward.shape[0])))
   return returns
 
 

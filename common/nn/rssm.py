@@ -63,8 +63,9 @@ class RSSMConfig:
   winit: str = 'trunc_normal'  # weight initialiser (see nets.initializer)
   outscale: float = 1.0      # init scale of the stats layers
   dtype: str = 'float32'     # compute dtype ('bfloat16' on GPU); params and state stay float32
-  # Steps per iteration of the observe and imagine scans (`lax.scan(unroll=...)`): 1 is a loop
-  # (f8817c4 rssm.py `unroll: False`), >= the length unrolls fully (its `True`). Values are
+  # Steps per iteration of the observe and imagine scans (`lax.scan(unroll=...)`), and of the
+  # agents' lambda-return scans: 1 is a loop (f8817c4 rssm.py `unroll: False`), >= the length
+  # unrolls fully (its `True`; its returns are a Python loop, always unrolled). Values are
   # unchanged; fewer, larger loop bodies cut per-step launch latency on a GPU (issue 32).
   unroll: int = 1
 

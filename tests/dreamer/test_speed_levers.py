@@ -19,11 +19,11 @@ from tests.dreamer.test_agent import B, T, jit, spaces, synthetic_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Each lever's settings, and what its step's jaxpr must show (debug size: the observe scan runs
-# over 7 trained steps, imagination over 15).
+# over 7 trained steps, imagination and its returns over 15, the replay returns over 6).
 LEVERS = {
     'scans unrolled by 4': ({'agent.rssm.unroll': 4}, ['unroll=4']),
     'scans unrolled fully': (dict(a.split('=') for a in device_check.LEVERS['unrolled']),
-                             ['unroll=7', 'unroll=15']),
+                             ['unroll=7', 'unroll=15', 'unroll=6']),
 }
 
 
