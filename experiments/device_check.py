@@ -93,11 +93,8 @@ def plan(tiny: bool, logdir: str) -> list:
              ['--size', 'size12m', '--steps', '1000000', '--set', 'run.envs=16',
               '--set', 'run.chunk=16', '--set', 'run.save_every=60',
               '--set', 'replay.capacity=1000000'])
-  seeds = (['--size', 'debug', '--steps', '200', '--seeds', '1', '2', '--envs', '4',
-            '--batch', '4', '--length', '16', '--prefill', '64', '--chunk', '25',
-            '--log_every', '1'] if tiny else
-           ['--size', 'size1m', '--steps', '20000', '--seeds', '1', '4', '8', '16',
-            '--log_every', '3'])
+  seeds = compare if tiny else ['--size', 'size1m', '--steps', '20000', '--seeds', '1', '4',
+                                 '8', '16', '--log_every', '3']
   # MuJoCo MJX's cheetah (DMC locomotion) in the device loop, 1 and 16 seeds.
   mjx = (['--size', 'debug', '--steps', '100', '--seeds', '1', '--envs', '2', '--batch', '2',
           '--length', '8', '--prefill', '32', '--chunk', '25', '--log_every', '1'] if tiny else

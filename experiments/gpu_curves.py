@@ -37,6 +37,8 @@ import time
 import numpy as np
 
 from experiments import device_check
+from experiments import export
+from experiments import plot as plot_lib
 
 BIN_FRAMES = 10_000
 ACTION_REPEAT = 2      # the dmc_proprio preset's
@@ -73,21 +75,24 @@ def published_curve(task: str, bins: int, bin_frames: int, references) -> dict:
 
 def seed_curves(run_dir: str, seeds: int, bin_frames: int) -> dict:
   """{seed: [mean return of the episodes ending in each bin, None where none]} from the run's
-  per-seed scores (`seed<k>/scores.jsonl` with several seeds, `scores.jsonl` with one)."""
+  per-seed scores (`seed<k>/scores.jsonl` with several seeds, `scores.jsonl` with one), read
+  while the run writes them (a partial last line is skipped)."""
   out = {}
   for seed in range(seeds):
-    path = os.path.join(run_dir, f'seed{seed}' if seeds > 1 else '', 'scores.jsonl')
-    rows = []
-    if os.path.exists(path):
-      with open(path) as file:
-        rows = [json.loads(line) for line in file if line.strip()]
-    bins = {}
-    for row in rows:
-      bins.setdefault(int(row['step']) * ACTION_REPEAT // bin_frames, []).append(row['score'])
-    width = max(bins) + 1 if bins else 0
-    out[str(seed)] = [round(float(np.mean(bins[b])), 1) if b in bins else None
-                      for b in range(width)]
+    directory = os.path.join(run_dir, f'seed{seed}' if seeds > 1 else '')
+    rows = (export.read_scores(directory)
+            if os.path.exists(os.path.join(directory, export.SCORES)) else [])
+    frames = [int(row['step']) * ACTION_REPEAT for row in rows]
+    width = max(frames) // bin_frames + 1 if frames else 0
+    curve = plot_lib.bin_curve(frames, [row['score'] for row in rows],
+                               np.arange(width + 1) * bin_frames, carry=False)
+    out[str(seed)] = [None if np.isnan(v) else round(float(v), 1) for v in curve]
   return out
+
+
+def _nans(values) -> np.ndarray:
+  """None -> NaN, for plotting."""
+  return np.array([np.nan if v is None else v for v in values], float)
 
 
 def task_report(task, run_dir, seeds, bin_frames, references) -> dict:
@@ -114,17 +119,16 @@ def plot(report: dict, path: str):
     published = result.get('published') or {}
     if published:
       x = (np.arange(len(published['mean'])) + 1) * bin_frames
-      nan = lambda v: np.array([np.nan if e is None else e for e in v], float)
-      axis.fill_between(x, nan(published['min']), nan(published['max']), color='tab:gray',
+      axis.fill_between(x, _nans(published['min']), _nans(published['max']), color='tab:gray',
                         alpha=0.25, label=f'published ({published["seeds"]} seeds)')
-      axis.plot(x, nan(published['mean']), color='tab:gray', linestyle='--')
+      axis.plot(x, _nans(published['mean']), color='tab:gray', linestyle='--')
     for k, curve in enumerate(result['seeds'].values()):
       x = (np.arange(len(curve)) + 1) * bin_frames
-      axis.plot(x, [np.nan if v is None else v for v in curve], color='tab:blue', alpha=0.35,
+      axis.plot(x, _nans(curve), color='tab:blue', alpha=0.35,
                 linewidth=1, label='ours, each seed' if k == 0 else None)
     if result['mean']:
       x = (np.arange(len(result['mean'])) + 1) * bin_frames
-      axis.plot(x, [np.nan if v is None else v for v in result['mean']], color='tab:blue',
+      axis.plot(x, _nans(result['mean']), color='tab:blue',
                 linewidth=2.5, label='ours, mean')
     axis.set_title(f'{task} ({report["size"]}, {report["seeds"]} seeds)')
     axis.set_xlabel('env frames')

@@ -43,11 +43,13 @@ class PlotError(ValueError):
 # ------------------------------------------------------------------ curves
 
 
-def bin_curve(xs, ys, edges) -> np.ndarray:
-  """Mean of the ys in each bin [edges[i], edges[i+1]); [len(edges) - 1].
+def bin_curve(xs, ys, edges, carry=True) -> np.ndarray:
+  """Mean of the ys in each bin [edges[i], edges[i+1]); [len(edges) - 1]; points past the
+  last edge count in the last bin.
 
-  Empty bins between two filled ones carry the last value forward; bins before the first
-  point or after the last are NaN (a seed says nothing where it did not run).
+  Empty bins between two filled ones carry the last value forward (`carry=False`: they stay
+  NaN); bins before the first point or after the last are NaN (a seed says nothing where it
+  did not run).
   """
   xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
   num = len(edges) - 1
@@ -59,6 +61,8 @@ def bin_curve(xs, ys, edges) -> np.ndarray:
   counts = np.bincount(index, minlength=num)
   filled = counts > 0
   result[filled] = sums[filled] / counts[filled]
+  if not carry:
+    return result
   first, last = np.flatnonzero(filled)[[0, -1]]
   for i in range(first + 1, last + 1):
     if np.isnan(result[i]):

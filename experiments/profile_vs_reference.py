@@ -252,14 +252,8 @@ def reference_step(reference_dir, inputs, size, obs_space, act_space, batch):
       'replay_context': 0, 'logdir': tempfile.mkdtemp(prefix='dreamerv3-reference-logdir-')})
   outer = reference_parity.build_reference(elements, reference_agent, config, obs_space,
                                            act_space, BATCH, LENGTH)
-  model = outer.model
-  state = {k: jnp.asarray(v) for k, v in outer.params.items()}
-  data = {k: jnp.asarray(v) for k, v in batch.items()}
-  data['stepid'] = jnp.zeros((BATCH, LENGTH, 20), jnp.uint8)
-  data['consec'] = jnp.zeros((BATCH, LENGTH), jnp.int32)
-  _, carry = nj.pure(model.init_train)(state, BATCH)
-  train = jax.jit(lambda s, c, d: nj.pure(model.train)(s, c, d, seed=0))
-  return train, (state, carry, data)
+  train = jax.jit(lambda s, c, d: nj.pure(outer.model.train)(s, c, d, seed=0))
+  return train, reference_parity.reference_train_inputs(outer, batch)
 
 
 def our_step(inputs, size, obs_space, act_space, batch):

@@ -421,18 +421,28 @@ LOSS_NAMES = {'dyn': 'dyn_loss', 'rep': 'rep_loss', 'image': 'rec_image_loss',
               'policy': 'policy_loss', 'value': 'value_loss', 'repval': 'repval_loss'}
 
 
+def reference_train_inputs(outer, batch):
+  """(state, carry, data) for the reference's `train` on our batch [B, T]: its parameters as
+  arrays, its initial train carry, and the batch with the step ids and counters its replay
+  adds."""
+  import ninjax as nj  # pylint: disable=g-import-not-at-top
+  state = {k: jnp.asarray(v) for k, v in outer.params.items()}
+  data = {k: jnp.asarray(v) for k, v in batch.items()}
+  size, length = data['is_first'].shape
+  data['stepid'] = jnp.zeros((size, length, 20), jnp.uint8)
+  data['consec'] = jnp.zeros((size, length), jnp.int32)
+  _, carry = nj.pure(outer.model.init_train)(state, size)
+  return state, carry, data
+
+
 def reference_side(outer, batch, act_space):
   """(losses {name: mean}, total, grads {name: array}, params after one update) of the
   reference at its initial parameters."""
   import ninjax as nj  # pylint: disable=g-import-not-at-top
   model = outer.model
-  state = {k: jnp.asarray(v) for k, v in outer.params.items()}
-  data = {k: jnp.asarray(v) for k, v in batch.items()}
+  state, carry, data = reference_train_inputs(outer, batch)
   if act_space.discrete:
     data['action'] = data['action'].astype(jnp.int32)
-  data['stepid'] = jnp.zeros((BATCH, LENGTH, 20), jnp.uint8)
-  data['consec'] = jnp.zeros((BATCH, LENGTH), jnp.int32)
-  _, carry = nj.pure(model.init_train)(state, BATCH)
   _, (carry3, obs, prevact, _) = nj.pure(model._apply_replay_context)(  # pylint: disable=protected-access
       state, carry, data)
   trainable = {k: v for k, v in state.items() if k.split('/')[0] in (

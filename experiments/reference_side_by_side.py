@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from experiments import plot as plot_lib
 from experiments import reference_parity
 
 # The reference's config names for the suite of a task prefix (ours infers it from --env).
@@ -82,10 +83,10 @@ def episodes(logdir, frames_per_step):
 
 def binned(rows, bin_frames, last_frame):
   """Mean return of the episodes ending in each bin of `bin_frames` env frames (None: none)."""
-  bins = [[] for _ in range(max(1, math.ceil(last_frame / bin_frames)))]
-  for frame, score in rows:
-    bins[min(len(bins) - 1, frame // bin_frames)].append(score)
-  return [float(np.mean(b)) if b else None for b in bins]
+  count = max(1, math.ceil(last_frame / bin_frames))
+  curve = plot_lib.bin_curve([f for f, _ in rows], [s for _, s in rows],
+                         np.arange(count + 1) * bin_frames, carry=False)
+  return [None if np.isnan(v) else float(v) for v in curve]
 
 
 # The initial actor's action distribution on both sides: mean tanh(0) = 0 and std

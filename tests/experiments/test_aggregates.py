@@ -69,6 +69,9 @@ def test_bin_curve_matches_a_loop():
   curve = plot.bin_curve([15, 55], [1.0, 3.0], edges)
   np.testing.assert_array_equal(np.isnan(curve), [1, 0, 0, 0, 0, 0, 1, 1, 1, 1])
   np.testing.assert_allclose(curve[1:6], [1, 1, 1, 1, 3])
+  # Without carrying, the gaps stay empty.
+  curve = plot.bin_curve([15, 55], [1.0, 3.0], edges, carry=False)
+  np.testing.assert_array_equal(np.isnan(curve), [1, 0, 1, 1, 1, 0, 1, 1, 1, 1])
 
 
 def test_band_mean_ignores_missing_seeds():

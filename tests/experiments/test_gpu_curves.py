@@ -26,6 +26,10 @@ def test_seed_curves_bin_agent_steps_as_env_frames(tmp_path):
   _scores(tmp_path / 'seed1' / 'scores.jsonl', [(6000, 30.0)])
   curves = gpu_curves.seed_curves(str(tmp_path), 2, 10_000)
   assert curves == {'0': [15.0, None, 50.0], '1': [None, 30.0]}
+  # Read while the run writes: a partial last line is skipped.
+  with open(tmp_path / 'seed1' / 'scores.jsonl', 'a') as file:
+    file.write('{"step": 9000, "sco')
+  assert gpu_curves.seed_curves(str(tmp_path), 2, 10_000)['1'] == [None, 30.0]
   single = tmp_path / 'one'
   _scores(single / 'scores.jsonl', [(100, 1.0)])
   assert gpu_curves.seed_curves(str(single), 1, 10_000) == {'0': [1.0]}
