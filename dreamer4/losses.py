@@ -43,8 +43,10 @@ def mtp_targets(values, episode, valid, distances: int, offset: int):
 
 
 def masked_mean(x, mask):
+  """sum(x * mask) / sum(mask) for boolean or float weights; 0 where the weights sum to 0."""
   mask = mask.astype(x.dtype)
-  return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+  total = mask.sum()
+  return jnp.where(total > 0, (x * mask).sum() / jnp.where(total > 0, total, 1.0), 0.0)
 
 
 def policy_log_prob(logits, action):

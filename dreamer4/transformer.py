@@ -67,14 +67,16 @@ def block_causal_mask(roles: Sequence[int], reads: dict, frames: int) -> np.ndar
 class Attention(nn.Module):
   """Grouped-query self-attention with QK-norm and RoPE over the second-to-last token axis.
 
-  x [..., N, D], positions [N], mask broadcastable to [..., N, N] -> [..., N, D].
+  x [..., N, D], positions [N], mask broadcastable to [..., N, M + N] -> ([..., N, D], (k, v)).
+  `past` (k, v) [..., M, kv_heads, Dh] are keys (already rotated) and values of earlier tokens
+  that the new ones also read (a key-value cache); (k, v) of the new tokens are returned for it.
   """
   heads: int
   kv_heads: int
   qk_norm: bool = True
 
   @nn.compact
-  def __call__(self, x, positions, mask):
+  def __call__(self, x, positions, mask, past=None):
     width = x.shape[-1]
     if width % self.heads or self.heads % self.kv_heads:
       raise ValueError(f'Attention: width {width} must divide by heads {self.heads}, and heads '
@@ -90,6 +92,10 @@ class Attention(nn.Module):
       query = Norm('rms', 1e-6, name='query_norm')(query)
       key = Norm('rms', 1e-6, name='key_norm')(key)
     query, key = rope(query, positions), rope(key, positions)
+    new = (key, value)
+    if past is not None:
+      key = jnp.concatenate([past[0], key], -3)
+      value = jnp.concatenate([past[1], value], -3)
     groups = self.heads // self.kv_heads
     query = query.reshape(query.shape[:-2] + (self.kv_heads, groups, head))
     logits = jnp.einsum('...qkgh,...ukh->...kgqu', query, key) / np.sqrt(head)
@@ -97,7 +103,7 @@ class Attention(nn.Module):
     weights = jax.nn.softmax(logits.astype(jnp.float32), -1)
     out = jnp.einsum('...kgqu,...ukh->...qkgh', weights, value)
     out = out.reshape(x.shape[:-1] + (width,))
-    return dense(width, use_bias=False, name='out')(out)
+    return dense(width, use_bias=False, name='out')(out), new
 
 
 class SwiGLU(nn.Module):
@@ -112,7 +118,12 @@ class SwiGLU(nn.Module):
 
 
 class Layer(nn.Module):
-  """Pre-norm attention over `axis` ('space' or 'time') and a SwiGLU MLP, each residual."""
+  """Pre-norm attention over `axis` ('space' or 'time') and a SwiGLU MLP, each residual.
+
+  (x [B, T, S, D], space [S, S], time [B, T, T]) -> (x, (k, v) of a time layer else None).
+  With `past` (a time layer's cached (k, v) [B, S, M, kv, Dh]), `time` is [B, T, M + T] and
+  `positions` the new frames' time positions [T].
+  """
   axis: str
   heads: int
   kv_heads: int
@@ -120,17 +131,19 @@ class Layer(nn.Module):
   qk_norm: bool = True
 
   @nn.compact
-  def __call__(self, x, space, time):
+  def __call__(self, x, space, time, past=None, positions=None):
     attend = Attention(self.heads, self.kv_heads, self.qk_norm, name='attention')
     y = Norm('rms', 1e-6, name='attention_norm')(x)
+    kv = None
     if self.axis == 'space':
-      y = attend(y, jnp.arange(x.shape[2]), space)
+      y, _ = attend(y, jnp.arange(x.shape[2]), space)
     else:  # [B, T, S, D] -> [B, S, T, D]: each position attends over its own past frames.
-      mask = time[:, None]
-      y = attend(y.swapaxes(1, 2), jnp.arange(x.shape[1]), mask).swapaxes(1, 2)
+      positions = jnp.arange(x.shape[1]) if positions is None else positions
+      y, kv = attend(y.swapaxes(1, 2), positions, time[:, None], past)
+      y = y.swapaxes(1, 2)
     x = x + y
     y = Norm('rms', 1e-6, name='mlp_norm')(x)
-    return x + SwiGLU(int(self.mlp_ratio * x.shape[-1]), name='mlp')(y)
+    return x + SwiGLU(int(self.mlp_ratio * x.shape[-1]), name='mlp')(y), kv
 
 
 def layer_axes(layers: int, temporal_every: int) -> tuple:
@@ -141,7 +154,10 @@ def layer_axes(layers: int, temporal_every: int) -> tuple:
 class SpaceTimeTransformer(nn.Module):
   """A stack of space and time layers and a final RMSNorm.
 
-  x [B, T, S, D]; space [S, S] boolean (`space_mask`); episode [B, T] ids (`time_mask`).
+  __call__(x [B, T, S, D], space [S, S] (`space_mask`), episode [B, T] ids) -> [B, T, S, D].
+  step(x [B, 1, S, D], space, cache, episode [B], position [B]): one new frame that reads the
+  cached frames (`init_cache`) of its episode -> ([B, 1, S, D], its (k, v) per time layer).
+  Both compute the same function: frames never read later ones.
   """
   layers: int
   heads: int
@@ -150,13 +166,59 @@ class SpaceTimeTransformer(nn.Module):
   mlp_ratio: float = 4.0
   qk_norm: bool = True
 
-  @nn.compact
+  def setup(self):
+    self.blocks = [Layer(axis, self.heads, self.kv_heads, self.mlp_ratio, self.qk_norm,
+                         name=f'layer{i}')
+                   for i, axis in enumerate(layer_axes(self.layers, self.temporal_every))]
+    self.final_norm = Norm('rms', 1e-6)
+
   def __call__(self, x, space, episode: Optional[jax.Array] = None):
     if episode is None:
       episode = jnp.zeros(x.shape[:2], jnp.int32)
     time = time_mask(episode)
     space = jnp.asarray(space)
-    for i, axis in enumerate(layer_axes(self.layers, self.temporal_every)):
-      x = Layer(axis, self.heads, self.kv_heads, self.mlp_ratio, self.qk_norm,
-                name=f'layer{i}')(x, space, time)
-    return Norm('rms', 1e-6, name='final_norm')(x)
+    for block in self.blocks:
+      x, _ = block(x, space, time)
+    return self.final_norm(x)
+
+  def step(self, x, space, cache, episode, position):
+    space = jnp.asarray(space)
+    # The new frame reads cached frames of its episode, and itself.
+    time = jnp.concatenate([cache['episode'] == episode[:, None],
+                            jnp.ones_like(episode[:, None], bool)], 1)[:, None]
+    new, index = [], 0
+    for block in self.blocks:
+      past = None
+      if block.axis == 'time':
+        past = (cache['key'][index], cache['value'][index])
+        index += 1
+      x, kv = block(x, space, time, past, position[:, None, None])
+      if kv is not None:
+        new.append(kv)
+    return self.final_norm(x), new
+
+
+def time_layers(layers: int, temporal_every: int) -> int:
+  return sum(axis == 'time' for axis in layer_axes(layers, temporal_every))
+
+
+def init_cache(batch, slots, tokens, layers, temporal_every, heads, kv_heads, width) -> dict:
+  """An empty key-value cache of `slots` frames: keys and values [L_time, B, S, slots, kv, Dh],
+  each slot's episode id (-1: empty, read by no frame) and time position."""
+  shape = (time_layers(layers, temporal_every), batch, tokens, slots, kv_heads, width // heads)
+  return {'key': jnp.zeros(shape), 'value': jnp.zeros(shape),
+          'episode': -jnp.ones((batch, slots), jnp.int32),
+          'position': jnp.zeros((batch, slots), jnp.int32)}
+
+
+def write_cache(cache: dict, new: list, episode, position) -> dict:
+  """Stores one frame's (k, v) per time layer ([B, S, 1, kv, Dh] each) at slot position % slots."""
+  slots = cache['episode'].shape[1]
+  slot = position % slots
+  rows = jnp.arange(slot.shape[0])
+  key = jnp.stack([k[:, :, 0] for k, _ in new])      # [L, B, S, kv, Dh]
+  value = jnp.stack([v[:, :, 0] for _, v in new])
+  return {'key': cache['key'].at[:, rows, :, slot].set(key),
+          'value': cache['value'].at[:, rows, :, slot].set(value),
+          'episode': cache['episode'].at[rows, slot].set(episode),
+          'position': cache['position'].at[rows, slot].set(position)}
