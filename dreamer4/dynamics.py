@@ -52,8 +52,14 @@ def unpack(z, latents: int):
 
 
 class Dynamics(nn.Module):
-  """(z [B, T, S_z, C], tau [B, T], d [B, T], action [B, T], has_action [B, T], episode [B, T])
-  -> (x-prediction [B, T, S_z, C], agent output h [B, T, W])."""
+  """__call__(z [B, T, S_z, C], tau [B, T], d [B, T], action [B, T], has_action [B, T],
+  episode [B, T]) -> (x-prediction [B, T, S_z, C], agent output h [B, T, W]).
+
+  step(cache, z [B, S_z, C], tau [B], d [B], action [B], has_action [B], episode [B],
+  position [B]) -> (x-prediction [B, S_z, C], h [B, W], the frame's keys and values): one
+  frame that reads the cached frames of its episode (`transformer.init_cache`, `write_cache`),
+  for generation and acting; the same function as __call__ at that frame.
+  """
   actions: int
   spatial: int
   registers: int
@@ -65,33 +71,57 @@ class Dynamics(nn.Module):
   temporal_every: int
   mlp_ratio: float = 4.0
 
-  @nn.compact
-  def __call__(self, z, tau, d, action, has_action, episode):
+  def setup(self):
     init = nn.initializers.normal(0.02)
-    batch, frames = z.shape[:2]
-    lead = (batch, frames)
-    action_base = self.param('action_token', init, (self.width,))
-    action_embed = nn.Embed(self.actions, self.width, embedding_init=init, name='action_embed')
-    act = action_base + jnp.where(has_action[..., None], action_embed(action), 0.0)
-    tau_index, d_index = level_indices(tau, d, self.k_max)
     half = self.width // 2
-    level = jnp.concatenate([
-        nn.Embed(self.k_max + 1, half, embedding_init=init, name='tau_embed')(tau_index),
-        nn.Embed(int(np.log2(self.k_max)) + 2, self.width - half, embedding_init=init,
-                 name='step_embed')(d_index)], -1)
-    latents = dense(self.width, name='latent_in')(z)
-    registers = self.param('registers', init, (self.registers, self.width))
-    agent = self.param('agent_token', init, (self.width,))
-    tokens = jnp.concatenate([
-        act[:, :, None], level[:, :, None], latents,
-        jnp.broadcast_to(registers, lead + registers.shape),
-        jnp.broadcast_to(agent, lead + (1, self.width))], 2)
-    space = transformer.space_mask(roles(self.spatial, self.registers), READS)
-    y = transformer.SpaceTimeTransformer(self.layers, self.heads, self.kv_heads,
-                                         self.temporal_every, self.mlp_ratio,
-                                         name='transformer')(tokens, space, episode)
-    prediction = dense(z.shape[-1], name='latent_out')(y[:, :, 2:2 + self.spatial])
-    return prediction, y[:, :, -1]
+    self.action_token = self.param('action_token', init, (self.width,))
+    self.action_embed = nn.Embed(self.actions, self.width, embedding_init=init)
+    self.tau_embed = nn.Embed(self.k_max + 1, half, embedding_init=init)
+    self.step_embed = nn.Embed(int(np.log2(self.k_max)) + 2, self.width - half,
+                               embedding_init=init)
+    self.latent_in = dense(self.width)
+    self.registers_tokens = self.param('registers', init, (self.registers, self.width))
+    self.agent_token = self.param('agent_token', init, (self.width,))
+    self.transformer = transformer.SpaceTimeTransformer(
+        self.layers, self.heads, self.kv_heads, self.temporal_every, self.mlp_ratio)
+    self.space = transformer.space_mask(roles(self.spatial, self.registers), READS)
+
+  def tokens(self, z, tau, d, action, has_action):
+    """The frames' tokens [..., S, W] from z [..., S_z, C] and per-frame inputs [...]."""
+    lead = z.shape[:-2]
+    act = self.action_token + jnp.where(has_action[..., None], self.action_embed(action), 0.0)
+    tau_index, d_index = level_indices(tau, d, self.k_max)
+    level = jnp.concatenate([self.tau_embed(tau_index), self.step_embed(d_index)], -1)
+    return jnp.concatenate([
+        act[..., None, :], level[..., None, :], self.latent_in(z),
+        jnp.broadcast_to(self.registers_tokens, lead + self.registers_tokens.shape),
+        jnp.broadcast_to(self.agent_token, lead + (1, self.width))], -2)
+
+  def outputs(self, y, channels):
+    """(x-prediction from the latent tokens, h from the agent token)."""
+    return self.latent_out(y[..., 2:2 + self.spatial, :], channels), y[..., -1, :]
+
+  @nn.compact
+  def latent_out(self, y, channels):
+    return dense(channels, name='latent_out')(y)
+
+  def __call__(self, z, tau, d, action, has_action, episode):
+    y = self.transformer(self.tokens(z, tau, d, action, has_action), self.space, episode)
+    return self.outputs(y, z.shape[-1])
+
+  def step(self, cache, z, tau, d, action, has_action, episode, position):
+    x = self.tokens(z, tau, d, action, has_action)[:, None]
+    y, new = self.transformer.step(x, self.space, cache, episode, position)
+    prediction, h = self.outputs(y[:, 0], z.shape[-1])
+    return prediction, h, new
+
+
+
+def empty_cache(model: Dynamics, batch: int, slots: int) -> dict:
+  """An empty key-value cache of `slots` frames for `model.step`."""
+  return transformer.init_cache(batch, slots, len(roles(model.spatial, model.registers)),
+                                model.layers, model.temporal_every, model.heads,
+                                model.kv_heads, model.width)
 
 
 class Head(nn.Module):

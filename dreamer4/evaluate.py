@@ -1,9 +1,10 @@
 """Dreamer 4's agent in the real environment: interactive inference over sliding windows.
 
 Every step, the tokenizer encodes the newest frame from a window of the last frames (it is
-causal in time), the latents join the dynamics model's window as context (corrupted to the
-context signal level, as in imagination), and the agent token's output of the newest frame
-picks the action from the policy head (sampled). `policy='bc'` uses the phase-2
+causal in time), the latents join the dynamics model's key-value cache as context (corrupted
+to the context signal level, as in imagination; a ring of context + horizon frames, the span
+imagination trained on), and the agent token's output of the newest frame picks the action
+from the policy head (sampled). `policy='bc'` uses the phase-2
 behaviour-cloning head, `policy='agent'` the phase-3 head trained in imagination.
 """
 import functools
@@ -14,18 +15,16 @@ import numpy as np
 
 from dreamer4 import data as data_lib
 from dreamer4 import dynamics as dynamics_lib
-from dreamer4 import imagine as imagine_lib
 
 
-def initial_windows(num, frame_shape, tok_length, dyn_length, spatial, channels):
+def initial_windows(models, num, slots):
   """Empty windows; episode id -1 marks slots that no real frame reads."""
-  return {'frames': jnp.zeros((num, tok_length) + tuple(frame_shape)),
+  tok_length = models.config.agent.tokenizer.length
+  return {'frames': jnp.zeros((num, tok_length) + models.frame_shape),
           'frame_episode': -jnp.ones((num, tok_length), jnp.int32),
-          'z': jnp.zeros((num, dyn_length, spatial, channels)),
-          'action': jnp.zeros((num, dyn_length), jnp.int32),
-          'known': jnp.zeros((num, dyn_length), bool),
-          'episode': -jnp.ones((num, dyn_length), jnp.int32),
+          'cache': dynamics_lib.empty_cache(models.dynamics, num, slots),
           'count': -jnp.ones((num,), jnp.int32),
+          'position': jnp.zeros((num,), jnp.int32),
           'last_action': jnp.zeros((num,), jnp.int32)}
 
 
@@ -35,7 +34,6 @@ def _push(window, value):
 
 def act(models, params, heads_params, windows, frames, is_first, key):
   """(windows, frames [N, H, W, C], is_first [N]) -> (action [N], windows)."""
-  agent = models.config.agent
   generator = models.generator()
   key_context, key_action = jax.random.split(key)
   count = windows['count'] + is_first.astype(jnp.int32)
@@ -44,21 +42,12 @@ def act(models, params, heads_params, windows, frames, is_first, key):
   z = models.tokenizer.apply({'params': params['tokenizer']}, frame_windows, None,
                              frame_episode, method=models.tokenizer.encode)
   z = dynamics_lib.pack(z, models.spatial)[:, -1]
-  z_window = _push(windows['z'], imagine_lib.corrupt(key_context, z, generator.tau_context))
-  action_window = _push(windows['action'], windows['last_action'])
-  known = _push(windows['known'], ~is_first)
-  episode = _push(windows['episode'], count)
-  length = z_window.shape[1]
-  tau = jnp.full(episode.shape, generator.tau_context)
-  d = jnp.full(episode.shape, 1.0 / agent.dynamics.k_max)
-  _, h = models.dynamics.apply({'params': params['dynamics']}, z_window, tau, d, action_window,
-                               known, episode)
-  logits = models.heads.apply({'params': heads_params}, h[:, length - 1],
-                              method=models.heads.policy)[:, 0]
-  action = jax.random.categorical(key_action, logits).astype(jnp.int32)
-  return action, {'frames': frame_windows, 'frame_episode': frame_episode, 'z': z_window,
-                  'action': action_window, 'known': known, 'episode': episode,
-                  'count': count, 'last_action': action}
+  h, cache = generator.observe(params['dynamics'], key_context, windows['cache'], z,
+                               windows['last_action'], ~is_first, count, windows['position'])
+  action = jax.random.categorical(key_action, generator.policy_logits(heads_params, h))
+  action = action.astype(jnp.int32)
+  return action, {'frames': frame_windows, 'frame_episode': frame_episode, 'cache': cache,
+                  'count': count, 'position': windows['position'] + 1, 'last_action': action}
 
 
 def evaluate(config, models, params, heads_params, episodes: int, seed: int) -> list:
@@ -69,9 +58,7 @@ def evaluate(config, models, params, heads_params, episodes: int, seed: int) -> 
   agent = config.agent
   num = config.run.eval_envs
   env = JaxBatch(envs.make_jax(config.env), num, seed)
-  channels = agent.tokenizer.latents * agent.tokenizer.bottleneck // models.spatial
-  windows = initial_windows(num, models.frame_shape, agent.tokenizer.length,
-                            agent.dynamics.length, models.spatial, channels)
+  windows = initial_windows(models, num, agent.agent.context + agent.agent.horizon)
   step = jax.jit(functools.partial(act, models))
   key = jax.random.PRNGKey(seed)
   per_env = -(-episodes // num)

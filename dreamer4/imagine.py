@@ -4,13 +4,15 @@ Frames are generated one at a time: a new frame starts as noise and takes K shor
 size 1 / K (`shortcut.sample`'s rule), reading the frames before it; a generated frame then
 becomes context, corrupted with `context_noise` of fresh noise and labelled with that signal
 level (Sec. 3.2: "slightly corrupt the past inputs"). Acting uses the agent token's output h_t
-of the newest frame. No key-value cache: each pass runs the whole fixed-size buffer, whose
-later (still empty) frames the causal attention keeps from being read.
+of the newest frame. A key-value cache (`transformer.init_cache`) holds the earlier frames' keys and values of every
+time layer, so a pass runs one frame.
 """
 import jax
 import jax.numpy as jnp
 
 from common.nn.distributions import TwoHot
+from dreamer4 import dynamics as dynamics_lib
+from dreamer4 import transformer
 
 
 def context_level(context_noise: float, k_max: int) -> float:
@@ -23,82 +25,81 @@ def corrupt(key, z, tau):
 
 
 class Generator:
-  """Pure functions over (dynamics params, heads params) for a fixed buffer of frames."""
+  """Pure functions over (dynamics params, heads params) that generate and act frame by frame,
+  each frame reading the key-value cache of the frames before it (`Dynamics.step`)."""
 
   def __init__(self, dynamics, heads, k_max: int, sample_steps: int, context_noise: float):
     self.dynamics, self.heads = dynamics, heads
     self.k_max, self.steps = k_max, sample_steps
     self.tau_context = context_level(context_noise, k_max)
 
-  def run(self, params, z, tau, d, action, known, episode):
-    return self.dynamics.apply({'params': params}, z, tau, d, action, known, episode)
+  def step(self, params, cache, z, tau, d, action, known, episode, position):
+    return self.dynamics.apply({'params': params}, cache, z, tau, d, action, known, episode,
+                               position, method=self.dynamics.step)
 
-  def generate(self, params, key, buffer, index):
-    """The clean latents of frame `index` [B, S, C] from noise, given the frames before it."""
-    z, tau, d, action, known, episode = buffer
-    frame = jax.random.normal(key, z.shape[:1] + z.shape[2:])
+  def observe(self, params, key, cache, z, action, known, episode, position):
+    """Adds a frame as context: corrupted to the context level, labelled with it, written to
+    the cache. Returns (its agent output h [B, W], the cache)."""
+    batch = z.shape[0]
+    tau = jnp.full((batch,), self.tau_context)
+    d = jnp.full((batch,), 1.0 / self.k_max)
+    _, h, new = self.step(params, cache, corrupt(key, z, self.tau_context), tau, d, action,
+                          known, episode, position)
+    return h, transformer.write_cache(cache, new, episode, position)
+
+  def generate(self, params, key, cache, action, known, episode, position, shape):
+    """The clean latents [B, S, C] of the next frame: K shortcut steps from noise (Sec. 3.2)."""
+    batch = shape[0]
+    frame = jax.random.normal(key, shape)
     step = 1.0 / self.steps
     for i in range(self.steps):
       level = i * step
-      z = z.at[:, index].set(frame)
-      tau = tau.at[:, index].set(level)
-      d = d.at[:, index].set(step)
-      prediction, _ = self.run(params, z, tau, d, action, known, episode)
-      frame = frame + step * (prediction[:, index] - frame) / (1 - level)
+      prediction, _, _ = self.step(params, cache, frame, jnp.full((batch,), level),
+                                   jnp.full((batch,), step), action, known, episode, position)
+      frame = frame + step * (prediction - frame) / (1 - level)
     return frame
 
-  def set_context(self, key, buffer, index, frame):
-    """Writes a frame as context: corrupted to the context level, labelled with it."""
-    z, tau, d, action, known, episode = buffer
-    z = z.at[:, index].set(corrupt(key, frame, self.tau_context))
-    tau = tau.at[:, index].set(self.tau_context)
-    d = d.at[:, index].set(1.0 / self.k_max)
-    return z, tau, d, action, known, episode
+  def policy_logits(self, head_params, h):
+    return self.heads.apply({'params': head_params}, h, method=self.heads.policy)[:, 0]
 
-  def agent_output(self, params, buffer, index):
-    return self.run(params, *buffer)[1][:, index]
-
-  def rollout(self, params, head_params, policy_params, key, z_context, action_context,
-              known_context, episode_context, horizon: int):
+  def rollout(self, params, head_params, key, z_context, action_context, known_context,
+              episode_context, horizon: int):
     """Imagined trajectories from dataset contexts (one per context, Sec. 3.3).
 
     z_context [B, C, S, Cz] clean packed latents; action_context, known_context,
     episode_context [B, C]: the action that led to each context frame, whether it is known,
-    and its episode (imagination continues the last frame's). The policy of
-    `policy_params` (heads params) picks the actions. Returns a dict of
+    and its episode (imagination continues the last frame's). The policy, reward and continue
+    heads of `head_params` act and judge. Returns a dict of
       h [B, H+1, W] (agent outputs of the last context frame and each generated frame),
       action [B, H], reward [B, H], cont [B, H] (reward and continue of frames 1..H, from
-      their own h, the heads' distance 0).
+      their own h at the heads' distance 0).
     """
     batch, context = z_context.shape[:2]
-    frames = context + horizon
-    pad = lambda x: jnp.concatenate(
-        [x, jnp.zeros((batch, horizon) + x.shape[2:], x.dtype)], 1)
+    cache = dynamics_lib.empty_cache(self.dynamics, batch, context + horizon)
     keys = jax.random.split(key, context + 1)
-    z = pad(z_context)
-    buffer = (z, jnp.zeros((batch, frames)), jnp.ones((batch, frames)) / self.k_max,
-              pad(action_context), pad(known_context),
-              jnp.concatenate([episode_context, jnp.repeat(episode_context[:, -1:], horizon, 1)], 1))
-    for t in range(context):   # the context frames, corrupted as generated ones will be
-      buffer = self.set_context(keys[t], buffer, t, z_context[:, t])
+    h = None
+    for t in range(context):
+      h, cache = self.observe(params, keys[t], cache, z_context[:, t], action_context[:, t],
+                              known_context[:, t], episode_context[:, t], jnp.full((batch,), t))
+    episode = episode_context[:, -1]
+    known = jnp.ones((batch,), bool)
 
-    def step(buffer, inputs):
-      index, step_key = inputs
+    def step(carry, inputs):
+      cache, h = carry
+      position, step_key = inputs
       key_action, key_frame, key_context = jax.random.split(step_key, 3)
-      h = self.agent_output(params, buffer, index)
-      logits = self.heads.apply({'params': policy_params}, h, method=self.heads.policy)[:, 0]
-      action = jax.random.categorical(key_action, logits)
-      z, tau, d, actions, known, episode = buffer
-      buffer = (z, tau, d, actions.at[:, index + 1].set(action),
-                known.at[:, index + 1].set(True), episode)
-      frame = self.generate(params, key_frame, buffer, index + 1)
-      buffer = self.set_context(key_context, buffer, index + 1, frame)
-      return buffer, (h, action)
+      action = jax.random.categorical(key_action, self.policy_logits(head_params, h))
+      positions = jnp.full((batch,), position)
+      frame = self.generate(params, key_frame, cache, action, known, episode, positions,
+                            z_context.shape[:1] + z_context.shape[2:])
+      h_next, cache = self.observe(params, key_context, cache, frame, action, known, episode,
+                                   positions)
+      return (cache, h_next), (h_next, action)
 
-    indices = jnp.arange(context - 1, frames - 1)
-    buffer, (h, action) = jax.lax.scan(
-        step, buffer, (indices, jax.random.split(keys[-1], horizon)))
-    h = jnp.concatenate([h.swapaxes(0, 1), self.agent_output(params, buffer, frames - 1)[:, None]], 1)
+    _, (h_next, action) = jax.lax.scan(
+        step, (cache, h), (jnp.arange(context, context + horizon),
+                           jax.random.split(keys[-1], horizon)))
+    h = jnp.concatenate([h[:, None], h_next.swapaxes(0, 1)], 1)
     reward_logits = self.heads.apply({'params': head_params}, h[:, 1:], method=self.heads.reward)
     cont_logits = self.heads.apply({'params': head_params}, h[:, 1:], method=self.heads.cont)
     return {'h': h, 'action': action.swapaxes(0, 1),

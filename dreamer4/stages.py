@@ -246,7 +246,7 @@ def train_imagination(config, logger, models, dataset, params):
     z = world_model.encode(models.tokenizer, params['tokenizer'], batch['frames'],
                            batch['episode'], models.spatial)
     action, known = world_model.action_inputs(batch)
-    rollout = generator.rollout(frozen_dynamics, state['params'], state['params'], rollout_key,
+    rollout = generator.rollout(frozen_dynamics, state['params'], rollout_key,
                                 z, action, known, batch['episode'], agent.horizon)
     state = dict(state, key=key)
     return _update(state, optimizer, lambda p, k: imagination_loss(

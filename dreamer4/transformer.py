@@ -216,8 +216,9 @@ def write_cache(cache: dict, new: list, episode, position) -> dict:
   slots = cache['episode'].shape[1]
   slot = position % slots
   rows = jnp.arange(slot.shape[0])
-  key = jnp.stack([k[:, :, 0] for k, _ in new])      # [L, B, S, kv, Dh]
-  value = jnp.stack([v[:, :, 0] for _, v in new])
+  # Indexed by rows and slots apart, the set axes come first: [B, L, S, kv, Dh].
+  key = jnp.stack([k[:, :, 0] for k, _ in new], 1)
+  value = jnp.stack([v[:, :, 0] for _, v in new], 1)
   return {'key': cache['key'].at[:, rows, :, slot].set(key),
           'value': cache['value'].at[:, rows, :, slot].set(value),
           'episode': cache['episode'].at[rows, slot].set(episode),
