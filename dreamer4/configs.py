@@ -37,7 +37,7 @@ class TokenizerConfig:
   length: int = 8               # frames per training window
   batch: int = 16
   lr: float = 3e-4
-  steps: int = 2000
+  steps: int = 800
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +52,16 @@ class DynamicsConfig:
   length: int = 16              # frames per training window
   batch: int = 16
   lr: float = 3e-4
-  steps: int = 4000
+  steps: int = 2000
 
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
   mtp: int = 8                  # multi-token prediction distances n = 0..L (Eq. 9)
   head_units: int = 128         # the heads' MLP (one hidden layer; output layer per distance)
-  finetune_steps: int = 2000    # phase 2: dynamics + BC + reward (+ continue) losses (Eq. 9)
+  finetune_steps: int = 1000    # phase 2: dynamics + BC + reward (+ continue) losses (Eq. 9)
   finetune_lr: float = 3e-4
-  imagine_steps: int = 1000     # phase 3: policy (Eq. 11) and value (Eq. 10) heads only
+  imagine_steps: int = 400      # phase 3: policy (Eq. 11) and value (Eq. 10) heads only
   imagine_lr: float = 3e-4
   context: int = 8              # dataset frames each rollout starts from (Sec. 3.3)
   horizon: int = 15             # imagined steps per rollout (not given; DreamerV3's 15)
@@ -109,7 +109,9 @@ def gymnax(config: Config) -> Config:
 
 
 def small(config: Config) -> Config:
-  return config
+  """MinAtar on a 2-core CPU: width 64, a 4-layer tokenizer and an 8-layer dynamics model."""
+  return _set(config, agent__tokenizer__net=TransformerConfig(width=64, layers=4),
+              agent__dynamics__net=TransformerConfig(width=64, layers=8))
 
 
 def debug(config: Config) -> Config:
