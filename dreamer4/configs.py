@@ -79,7 +79,6 @@ class Dreamer4Config:
   tokenizer: TokenizerConfig = TokenizerConfig()
   dynamics: DynamicsConfig = DynamicsConfig()
   agent: AgentConfig = AgentConfig()
-  data: str = ''                # a replay directory written by a suite run (run.offline_replay)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +135,7 @@ def suite_for_env(name: str) -> str:
 
 def validate(config: Config) -> None:
   agent = config.agent
-  if not config.run.offline_replay and not agent.data:
+  if not config.run.offline_replay:
     raise ValueError('Dreamer 4 trains offline: pass --set run.offline_replay=DIR, a replay '
                      'directory written by another run (e.g. runs/dreamerv3/<env>/seed0/replay).')
   for name, net in (('tokenizer', agent.tokenizer.net), ('dynamics', agent.dynamics.net)):

@@ -40,7 +40,7 @@ def read_streams(directory: str) -> list:
   """Every stream of a replay directory as one dict of arrays [N, ...], chunks in order."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'offline data: {directory!r} is not a directory; pass a run\'s '
-                            'replay/ folder (agent.data.directory).')
+                            'replay/ folder (run.offline_replay).')
   chunks = {}
   for name in sorted(os.listdir(directory)):
     match = _NAME.match(name)

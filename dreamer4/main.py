@@ -27,7 +27,7 @@ def run(config, logger, last):
   models = stages.Models(config, dataset.frames[0].shape[1:])
   params = models.init(jax.random.PRNGKey(config.run.seed))
   print(f'dreamer4: {dataset.steps} steps, {len(dataset.returns)} episodes from '
-        f'{stages.data_directory(config)}')
+        f'{config.run.offline_replay}')
   trainers = (('tokenizer', stages.train_tokenizer), ('dynamics', stages.train_dynamics),
               ('finetune', stages.train_finetune), ('imagine', stages.train_imagination))
   for name, train in trainers[:STAGES.index(last) + 1]:

@@ -27,12 +27,8 @@ def run_path(config, *parts):
   return os.path.join(config.run.logdir, *parts)
 
 
-def data_directory(config) -> str:
-  return config.agent.data or config.run.offline_replay
-
-
 def load_dataset(config) -> data_lib.Dataset:
-  return data_lib.Dataset(data_directory(config), config.env.name,
+  return data_lib.Dataset(config.run.offline_replay, config.env.name,
                           config.agent.dynamics.labelled, config.run.seed)
 
 
