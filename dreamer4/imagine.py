@@ -4,8 +4,8 @@ Frames are generated one at a time: a new frame starts as noise and takes K shor
 size 1 / K (`shortcut.sample`'s rule), reading the frames before it; a generated frame then
 becomes context, corrupted with `context_noise` of fresh noise and labelled with that signal
 level (Sec. 3.2: "slightly corrupt the past inputs"). Acting uses the agent token's output h_t
-of the newest frame. A key-value cache (`transformer.init_cache`) holds the earlier frames' keys and values of every
-time layer, so a pass runs one frame.
+of the newest frame. A key-value cache (`transformer.init_cache`) holds the earlier frames'
+keys and values of every time layer, so a pass runs one frame.
 """
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ import os
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-ALGORITHMS = ('dreamer', 'planet', 'world_models_ha')
+ALGORITHMS = ('dreamer', 'dreamer4', 'planet', 'world_models_ha')
 
 # Part of common -> the parts of common its modules may import (each may import itself).
 MAY_IMPORT = {
