@@ -92,15 +92,12 @@ class Config:
   agent: Dreamer4Config = Dreamer4Config()
 
 
-def _set(config: Config, **dotted) -> Config:
-  for key, value in dotted.items():
-    config = config_lib.set_value(config, key.replace('__', '.'), value)
-  return config
+_replace = config_lib.replace
 
 
 def dreamer4(config: Config) -> Config:
   """Dreamer 4: the defaults above, 16 evaluation envs, 64 evaluation episodes."""
-  return _set(config, run__eval_envs=16, run__eval_episodes=64)
+  return _replace(config, **{'run.eval_envs': 16, 'run.eval_episodes': 64})
 
 
 def gymnax(config: Config) -> Config:
@@ -109,21 +106,22 @@ def gymnax(config: Config) -> Config:
 
 def small(config: Config) -> Config:
   """MinAtar on a 2-core CPU: width 64, a 4-layer tokenizer and an 8-layer dynamics model."""
-  return _set(config, agent__tokenizer__net=TransformerConfig(width=64, layers=4),
-              agent__dynamics__net=TransformerConfig(width=64, layers=8))
+  return _replace(config, **{'agent.tokenizer.net': TransformerConfig(width=64, layers=4),
+                             'agent.dynamics.net': TransformerConfig(width=64, layers=8)})
 
 
 def debug(config: Config) -> Config:
   """Tiny sizes for CPU tests: a few steps of every phase."""
   net = TransformerConfig(width=32, layers=2, heads=2, kv_heads=1, temporal_every=2)
-  return _set(config, agent__tokenizer__net=net, agent__dynamics__net=net,
-              agent__tokenizer__latents=4, agent__tokenizer__length=4, agent__tokenizer__batch=2,
-              agent__tokenizer__steps=3, agent__dynamics__spatial=2, agent__dynamics__k_max=4,
-              agent__dynamics__length=6, agent__dynamics__batch=2, agent__dynamics__steps=3,
-              agent__agent__mtp=2, agent__agent__head_units=16, agent__agent__finetune_steps=3,
-              agent__agent__imagine_steps=3, agent__agent__context=3, agent__agent__horizon=3,
-              agent__agent__batch=2, agent__agent__bins=31, run__eval_envs=2,
-              run__eval_episodes=2)
+  return _replace(config, **{
+      'agent.tokenizer.net': net, 'agent.dynamics.net': net, 'agent.tokenizer.latents': 4,
+      'agent.tokenizer.length': 4, 'agent.tokenizer.batch': 2, 'agent.tokenizer.steps': 3,
+      'agent.dynamics.spatial': 2, 'agent.dynamics.k_max': 4, 'agent.dynamics.length': 6,
+      'agent.dynamics.batch': 2, 'agent.dynamics.steps': 3, 'agent.agent.mtp': 2,
+      'agent.agent.head_units': 16, 'agent.agent.finetune_steps': 3,
+      'agent.agent.imagine_steps': 3, 'agent.agent.context': 3, 'agent.agent.horizon': 3,
+      'agent.agent.batch': 2, 'agent.agent.bins': 31, 'run.eval_envs': 2,
+      'run.eval_episodes': 2})
 
 
 def suite_for_env(name: str) -> str:

@@ -8,13 +8,13 @@ to X (default: all):
   (phase 3: PMPO in imagination), evaluate (the BC and the imagination-trained policies in the
   real env -> eval.json, with the dataset's own statistics).
 """
-import argparse
 import json
 import os
 import sys
 
 import jax
 
+from common.run import cli
 from common.run import config as config_lib
 from common.run.logging import Logger
 from dreamer4 import configs, evaluate as evaluate_lib, stages
@@ -46,16 +46,9 @@ def run(config, logger, last):
 
 
 def main(argv=None):
-  argv = sys.argv[1:] if argv is None else list(argv)
-  stage_parser = argparse.ArgumentParser(add_help=False)
-  stage_parser.add_argument('--stage', default='all')
-  args, rest = stage_parser.parse_known_args(argv)
-  if args.stage not in STAGES + ('all',):
-    print(f'dreamer4.main: error: --stage {args.stage!r} is not one of '
-          f'{", ".join(STAGES + ("all",))}', file=sys.stderr)
-    raise SystemExit(2)
+  stage, rest = cli.split_stage(argv, STAGES, 'dreamer4.main')
   config = config_lib.parse(rest, configs.PRESETS, prog='dreamer4.main')
-  last = STAGES[-1] if args.stage == 'all' else args.stage
+  last = STAGES[-1] if stage == 'all' else stage
   os.makedirs(config.run.logdir, exist_ok=True)
   config_lib.save(config, os.path.join(config.run.logdir, 'config.yaml'))
   logger = Logger(config.run.logdir, verbose=config.run.verbose)

@@ -9,13 +9,13 @@ checkpoint), all writing into the run directory:
   controller  CMA-ES on C (real env or dream) -> controller/
   evaluate    C in the real environment       -> eval.json, scores.jsonl
 """
-import argparse
 import os
 import sys
 
 import jax
 import numpy as np
 
+from common.run import cli
 from common.run import config as config_lib
 from common.run import devices
 from common.run import host_sync
@@ -59,16 +59,9 @@ STAGE_FUNCTIONS = {'collect': collect, 'vae': train_vae, 'encode': encode,
 
 
 def main(argv=None):
-  argv = sys.argv[1:] if argv is None else list(argv)
-  stage_parser = argparse.ArgumentParser(add_help=False)
-  stage_parser.add_argument('--stage', default='all')
-  args, rest = stage_parser.parse_known_args(argv)
-  if args.stage not in STAGES + ('all',):
-    print(f'world_models_ha.main: error: --stage {args.stage!r} is not one of '
-          f'{", ".join(STAGES + ("all",))}', file=sys.stderr)
-    raise SystemExit(2)
+  stage, rest = cli.split_stage(argv, STAGES, 'world_models_ha.main')
   config = config_lib.parse(rest, configs.PRESETS, prog='world_models_ha.main')
-  stages = STAGES if args.stage == 'all' else (args.stage,)
+  stages = STAGES if stage == 'all' else (stage,)
   if config.run.eval_only:
     stages = ('evaluate',)
   try:

@@ -6,6 +6,7 @@ exit code 2 before any work, checks that the model fits the device before compil
 (`fit_size`, `common.run.memory`), and hands over to `common.run.train_loop.run` (or, with
 `--loop device`, `common.run.device_loop.run`).
 """
+import argparse
 import os
 import sys
 
@@ -17,6 +18,19 @@ from common.run import config as config_lib
 from common.run import device_loop
 from common.run import devices as devices_lib
 from common.run import train_loop
+
+
+def split_stage(argv, stages, prog):
+  """(`--stage` value, the other arguments) of a staged pipeline's command line; 'all' by
+  default. An unknown stage is one error line and exit code 2."""
+  parser = argparse.ArgumentParser(add_help=False)
+  parser.add_argument('--stage', default='all')
+  args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+  if args.stage not in tuple(stages) + ('all',):
+    print(f'{prog}: error: --stage {args.stage!r} is not one of '
+          f'{", ".join(tuple(stages) + ("all",))}', file=sys.stderr)
+    raise SystemExit(2)
+  return args.stage, rest
 
 
 def check_run_directories(run_config):
