@@ -29,15 +29,15 @@ class TransformerConfig:
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
   net: TransformerConfig = TransformerConfig()
-  patch: int = 2                # patch side in pixels (paper: 16 on 384 x 640 frames)
+  patch: int = 5                # patch side in pixels (paper: 16 on 384 x 640 frames)
   latents: int = 8              # latent tokens per frame (paper: 512)
   bottleneck: int = 4           # tanh channels per latent token (paper: 16)
   max_mask: float = 0.9         # MAE: drop probability p ~ U(0, max_mask) per frame (Sec. 3.1)
   lpips: float = 0.2            # weight of the perceptual term (Eq. 5); unused: no LPIPS net here
   length: int = 8               # frames per training window
   batch: int = 16
-  lr: float = 3e-4
-  steps: int = 800
+  lr: float = 1e-3
+  steps: int = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ class DynamicsConfig:
   labelled: float = 1.0         # share of episodes whose actions the model sees (Sec. 3.2)
   length: int = 16              # frames per training window
   batch: int = 16
-  lr: float = 3e-4
+  lr: float = 1e-3
   steps: int = 2000
 
 
@@ -60,7 +60,7 @@ class AgentConfig:
   mtp: int = 8                  # multi-token prediction distances n = 0..L (Eq. 9)
   head_units: int = 128         # the heads' MLP (one hidden layer; output layer per distance)
   finetune_steps: int = 1000    # phase 2: dynamics + BC + reward (+ continue) losses (Eq. 9)
-  finetune_lr: float = 3e-4
+  finetune_lr: float = 1e-3
   imagine_steps: int = 400      # phase 3: policy (Eq. 11) and value (Eq. 10) heads only
   imagine_lr: float = 3e-4
   context: int = 8              # dataset frames each rollout starts from (Sec. 3.3)

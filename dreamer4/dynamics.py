@@ -72,7 +72,7 @@ class Dynamics(nn.Module):
   mlp_ratio: float = 4.0
 
   def setup(self):
-    init = nn.initializers.normal(0.02)
+    init = nn.initializers.normal(1.0)   # on the residual stream's scale (tokenizer.py)
     half = self.width // 2
     self.action_token = self.param('action_token', init, (self.width,))
     self.action_embed = nn.Embed(self.actions, self.width, embedding_init=init)
@@ -103,7 +103,7 @@ class Dynamics(nn.Module):
 
   @nn.compact
   def latent_out(self, y, channels):
-    return dense(channels, name='latent_out')(y)
+    return dense(channels, outscale=0.0, name='latent_out')(y)
 
   def __call__(self, z, tau, d, action, has_action, episode):
     y = self.transformer(self.tokens(z, tau, d, action, has_action), self.space, episode)

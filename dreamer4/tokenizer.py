@@ -72,14 +72,19 @@ class Tokenizer(nn.Module):
     self.encoder, self.decoder = net('encoder'), net('decoder')
     patches = patchify(jnp.zeros(self.frame_shape), self.patch).shape[0]
     self.patches = patches
-    init = nn.initializers.normal(0.02)
+    # Learned tokens on the scale of the residual stream: tiny ones start alike and stay alike
+    # for hundreds of steps (a symmetric plateau).
+    init = nn.initializers.normal(1.0)
     self.latent_tokens = self.param('latent_tokens', init, (self.latents, self.width))
     self.mask_token = self.param('mask_token', init, (self.width,))
+    self.patch_position = self.param('patch_position', init, (patches, self.width))
     self.query_tokens = self.param('query_tokens', init, (patches, self.width))
     self.patch_in = dense(self.width, name='patch_in')
     self.to_bottleneck = dense(self.bottleneck, name='to_bottleneck')
     self.from_bottleneck = dense(self.width, name='from_bottleneck')
-    self.patch_out = dense(self.patch * self.patch * self.frame_shape[-1], name='patch_out')
+    # Zero outputs at the start: a large initial error teaches the encoder to ignore its input.
+    self.patch_out = dense(self.patch * self.patch * self.frame_shape[-1], outscale=0.0,
+                           name='patch_out')
     roles = [PATCH] * patches + [LATENT] * self.latents
     self.encoder_mask = transformer.space_mask(roles, ENCODER_READS)
     self.decoder_mask = transformer.space_mask(roles, DECODER_READS)
@@ -88,6 +93,7 @@ class Tokenizer(nn.Module):
     x = self.patch_in(patchify(frames, self.patch))
     if mask is not None:
       x = jnp.where(mask[..., None], self.mask_token, x)
+    x = x + self.patch_position
     lead = x.shape[:2]
     latents = jnp.broadcast_to(self.latent_tokens, lead + self.latent_tokens.shape)
     y = self.encoder(jnp.concatenate([x, latents], 2), self.encoder_mask, episode)
