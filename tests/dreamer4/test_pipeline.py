@@ -14,6 +14,7 @@ from common.envs.jax_env import JaxBatch
 from common.replay.host import Replay, ReplayConfig
 from dreamer4 import data as data_lib
 from dreamer4 import dynamics, main as d4_main, transformer
+from experiments import dreamer4_table
 
 ENV = 'gymnax_Breakout-MinAtar'
 
@@ -72,6 +73,9 @@ def test_all_stages_then_resume(replay_dir, tmp_path, capsys):
     assert result[policy]['episodes'] == 2 and np.isfinite(result[policy]['mean'])
   for stage in ('tokenizer', 'dynamics', 'finetune', 'imagine'):
     assert os.listdir(os.path.join(logdir, stage))
+  text = dreamer4_table.table([logdir, logdir])
+  assert f"{result['dataset']['episodes']} complete episodes" in text
+  assert f"| run | {result['bc']['mean']:.3f} | {result['agent']['mean']:.3f} | 2 |" in text
   capsys.readouterr()
   d4_main.main(argv + ['--stage', 'imagine'])   # every stage is done: each is skipped
   out = capsys.readouterr().out
