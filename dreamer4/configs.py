@@ -144,8 +144,10 @@ def validate(config: Config) -> None:
   if latent_size % agent.dynamics.spatial:
     raise ValueError(f'agent.dynamics.spatial={agent.dynamics.spatial} must divide the '
                      f'tokenizer latents x bottleneck = {latent_size}.')
-  if agent.agent.context + agent.agent.horizon > 4096:
-    raise ValueError('agent.agent.context + horizon must stay below 4096 frames.')
+  if not 0 < agent.agent.context < agent.dynamics.length:
+    raise ValueError(f'agent.agent.context={agent.agent.context} must be in 1..'
+                     f'{agent.dynamics.length - 1} (below agent.dynamics.length, the frames a '
+                     'frame can read).')
   if not 0 < agent.dynamics.labelled <= 1:
     raise ValueError('agent.dynamics.labelled must be in (0, 1].')
 

@@ -35,10 +35,9 @@ def roles(spatial: int, registers: int) -> list:
 
 
 def level_indices(tau, d, k_max: int):
-  """Embedding indices: tau * K_max in 0..K_max, log2(1 / d) in 0..log2(K_max) + 1 (d / 2 of
-  the finest step only appears in bootstrap calls whose loss is masked)."""
+  """Embedding indices: tau * K_max in 0..K_max, log2(1 / d) in 0..log2(K_max)."""
   tau_index = jnp.clip(jnp.round(tau * k_max), 0, k_max).astype(jnp.int32)
-  d_index = jnp.clip(jnp.round(-jnp.log2(d)), 0, np.log2(k_max) + 1).astype(jnp.int32)
+  d_index = jnp.clip(jnp.round(-jnp.log2(d)), 0, np.log2(k_max)).astype(jnp.int32)
   return tau_index, d_index
 
 
@@ -77,7 +76,7 @@ class Dynamics(nn.Module):
     self.action_token = self.param('action_token', init, (self.width,))
     self.action_embed = nn.Embed(self.actions, self.width, embedding_init=init)
     self.tau_embed = nn.Embed(self.k_max + 1, half, embedding_init=init)
-    self.step_embed = nn.Embed(int(np.log2(self.k_max)) + 2, self.width - half,
+    self.step_embed = nn.Embed(int(np.log2(self.k_max)) + 1, self.width - half,
                                embedding_init=init)
     self.latent_in = dense(self.width)
     self.registers_tokens = self.param('registers', init, (self.registers, self.width))

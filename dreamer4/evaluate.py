@@ -2,8 +2,8 @@
 
 Every step, the tokenizer encodes the newest frame from a window of the last frames (it is
 causal in time), the latents join the dynamics model's key-value cache as context (corrupted
-to the context signal level, as in imagination; a ring of context + horizon frames, the span
-imagination trained on), and the agent token's output of the newest frame picks the action
+to the context signal level, as in imagination; a ring of a training window's frames less
+one, so a frame reads what it read in training), and the agent token's output of the newest frame picks the action
 from the policy head (sampled). `policy='bc'` uses the phase-2
 behaviour-cloning head, `policy='agent'` the phase-3 head trained in imagination.
 """
@@ -58,7 +58,7 @@ def evaluate(config, models, params, heads_params, episodes: int, seed: int) -> 
   agent = config.agent
   num = config.run.eval_envs
   env = JaxBatch(envs.make_jax(config.env), num, seed)
-  windows = initial_windows(models, num, agent.agent.context + agent.agent.horizon)
+  windows = initial_windows(models, num, models.generator().slots)
   step = jax.jit(functools.partial(act, models))
   key = jax.random.PRNGKey(seed)
   per_env = -(-episodes // num)

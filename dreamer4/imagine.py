@@ -28,8 +28,11 @@ class Generator:
   """Pure functions over (dynamics params, heads params) that generate and act frame by frame,
   each frame reading the key-value cache of the frames before it (`Dynamics.step`)."""
 
-  def __init__(self, dynamics, heads, k_max: int, sample_steps: int, context_noise: float):
+  def __init__(self, dynamics, heads, k_max: int, sample_steps: int, context_noise: float,
+               span: int):
     self.dynamics, self.heads = dynamics, heads
+    # A frame reads at most the frames of a training window: span - 1 cached ones and itself.
+    self.slots = span - 1
     self.k_max, self.steps = k_max, sample_steps
     self.tau_context = context_level(context_noise, k_max)
 
@@ -75,7 +78,7 @@ class Generator:
       their own h at the heads' distance 0).
     """
     batch, context = z_context.shape[:2]
-    cache = dynamics_lib.empty_cache(self.dynamics, batch, context + horizon)
+    cache = dynamics_lib.empty_cache(self.dynamics, batch, min(context + horizon, self.slots))
     keys = jax.random.split(key, context + 1)
     h = None
     for t in range(context):

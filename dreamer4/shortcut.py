@@ -62,19 +62,20 @@ def _expand(x, like):
 
 
 def shortcut_targets(predict, z, tau, d, d_min: float):
-  """The regression targets of f(z, tau, d) in x-space (stop-gradient), and the loss scale.
+  """The bootstrap's velocity target sg(b1 + b2) / 2 of every frame (Eq. 7), [...latent].
 
-  predict(z, tau, d) -> x-prediction of every frame (the same model, called twice more at
-  d / 2 for the bootstrap). Frames at d_min regress onto `clean` in the caller; here they get
-  the bootstrap target too, which the caller masks out.
-  Returns (bootstrap velocity target [...], ) as `velocity`.
+  predict(z, tau, d) -> x-prediction of every frame (the same model, called twice more). The
+  frames above d_min take the two half steps; frames at d_min (whose loss is the flow term)
+  stay as the student pass sees them, since they are context for the frames after them.
   """
-  half = d / 2
-  tau_e, half_e = _expand(tau, z), _expand(half, z)
-  b1 = (predict(z, tau, half) - z) / (1 - tau_e)
-  z_mid = z + b1 * half_e
-  tau_mid = tau + half
-  b2 = (predict(z_mid, tau_mid, half) - z_mid) / (1 - _expand(tau_mid, z))
+  smallest = d <= d_min * (1 + 1e-6)
+  label = jnp.where(smallest, d, d / 2)
+  move = jnp.where(smallest, 0.0, d / 2)
+  tau_e, move_e = _expand(tau, z), _expand(move, z)
+  b1 = (predict(z, tau, label) - z) / (1 - tau_e)
+  z_mid = z + b1 * move_e
+  tau_mid = tau + move
+  b2 = (predict(z_mid, tau_mid, label) - z_mid) / (1 - _expand(tau_mid, z))
   return jax.lax.stop_gradient((b1 + b2) / 2)
 
 

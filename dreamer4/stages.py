@@ -66,7 +66,7 @@ class Models:
   def generator(self):
     dyn = self.config.agent.dynamics
     return imagine_lib.Generator(self.dynamics, self.heads, dyn.k_max, dyn.sample_steps,
-                                 dyn.context_noise)
+                                 dyn.context_noise, dyn.length)
 
 
 def run_stage(config, logger, name, state, step_fn, batch_fn, total_steps):
@@ -146,10 +146,10 @@ def train_tokenizer(config, logger, models, dataset, params):
 
 
 def _dynamics_loss(models, params_tok, k_max):
+  encode_fn = lambda frames, episode: world_model.encode(models.tokenizer, params_tok, frames,
+                                                         episode, models.spatial)
   def loss_fn(params, batch, key):
-    z = world_model.encode(models.tokenizer, params_tok, batch['frames'], batch['episode'],
-                           models.spatial)
-    return world_model.dynamics_forward(models.dynamics, params, z, batch, key, k_max)
+    return world_model.dynamics_forward(models.dynamics, params, encode_fn, batch, key, k_max)
   return loss_fn
 
 
@@ -162,7 +162,7 @@ def train_dynamics(config, logger, models, dataset, params):
 
   def step_fn(state, batch):
     def loss_fn(p, k):
-      loss, _, metrics = forward(p, batch, k)
+      loss, _, metrics, _ = forward(p, batch, k)
       return {'dynamics_loss': loss}, metrics
     return _update(state, optimizer, loss_fn, decay)
 
@@ -184,8 +184,8 @@ def train_finetune(config, logger, models, dataset, params):
 
   def step_fn(state, batch):
     def loss_fn(p, k):
-      loss, h, metrics = forward(p['dynamics'], batch, k)
-      parts = world_model.agent_losses(models.heads, p['heads'], h, batch, agent.mtp)
+      loss, h, metrics, alone = forward(p['dynamics'], batch, k)
+      parts = world_model.agent_losses(models.heads, p['heads'], h, batch, agent.mtp, alone)
       parts['dynamics_loss'] = loss
       return parts, dict(metrics, **parts)
     return _update(state, optimizer, loss_fn, decay)
@@ -208,9 +208,10 @@ def imagination_loss(models, heads_params, prior_params, rollout, agent):
   cont = rollout['cont']
   ret = jax.lax.stop_gradient(
       losses.lambda_targets(rollout['reward'], cont, value, agent.discount, agent.lam))
-  # States after a predicted end count less, as in DreamerV3 (weight: product of continues).
-  weight = jax.lax.stop_gradient(
-      jnp.cumprod(jnp.concatenate([jnp.ones_like(cont[:, :1]), cont[:, :-1]], 1), 1))
+  # States after a predicted end count less, as in DreamerV3 (weight: product of continues);
+  # a rollout from a context that ended (a terminal last frame) counts not at all.
+  weight = jax.lax.stop_gradient(rollout['start'][:, None] * jnp.cumprod(
+      jnp.concatenate([jnp.ones_like(cont[:, :1]), cont[:, :-1]], 1), 1))
   log_prob = losses.policy_log_prob(policy[:, :, 0], rollout['action'])
   kl = losses.categorical_kl(policy[:, :, 0], jax.lax.stop_gradient(prior[:, :, 0]))
   pmpo, metrics = losses.pmpo_loss(log_prob, ret - value[:, :-1], kl, agent.alpha, agent.beta,
@@ -244,6 +245,7 @@ def train_imagination(config, logger, models, dataset, params):
     action, known = world_model.action_inputs(batch)
     rollout = generator.rollout(frozen_dynamics, state['params'], rollout_key,
                                 z, action, known, batch['episode'], agent.horizon)
+    rollout['start'] = 1.0 - batch['is_terminal'][:, -1].astype(jnp.float32)
     state = dict(state, key=key)
     return _update(state, optimizer, lambda p, k: imagination_loss(
         models, p, prior, rollout, agent), decay)

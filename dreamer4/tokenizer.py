@@ -6,7 +6,8 @@ A masked autoencoder over each frame's patches, built from the space-time transf
            small bottleneck z [N_b, D_b];
   decoder  tokens [Linear(z), learned patch queries]; a latent reads only latents, a patch
            query reads latents and patch queries; the queries' outputs become pixels.
-Time attention is causal, so frames encode and decode one after another.
+Time attention is causal, so frames encode and decode one after another; a frame reads at most
+the frames of a training window (`window`), so longer sequences encode as training ones did.
 Training drops each patch of a frame with probability p ~ U(0, 0.9), p drawn per frame,
 replacing it with a learned embedding (`mae_mask`). The loss is the pixels' MSE; the paper
 adds 0.2 LPIPS, which needs a perceptual network for natural images and has none for MinAtar
@@ -65,10 +66,12 @@ class Tokenizer(nn.Module):
   kv_heads: int
   temporal_every: int
   mlp_ratio: float = 4.0
+  window: int = 0               # frames a frame's encoding reads (its training length)
 
   def setup(self):
     net = lambda name: transformer.SpaceTimeTransformer(
-        self.layers, self.heads, self.kv_heads, self.temporal_every, self.mlp_ratio, name=name)
+        self.layers, self.heads, self.kv_heads, self.temporal_every, self.mlp_ratio,
+        window=self.window, name=name)
     self.encoder, self.decoder = net('encoder'), net('decoder')
     patches = patchify(jnp.zeros(self.frame_shape), self.patch).shape[0]
     self.patches = patches
@@ -114,4 +117,5 @@ def build(cfg, frame_shape) -> Tokenizer:
   """The tokenizer of `agent.tokenizer` (TokenizerConfig) for frames of `frame_shape`."""
   net = cfg.net
   return Tokenizer(tuple(frame_shape), cfg.patch, cfg.latents, cfg.bottleneck, net.width,
-                   net.layers, net.heads, net.kv_heads, net.temporal_every, net.mlp_ratio)
+                   net.layers, net.heads, net.kv_heads, net.temporal_every, net.mlp_ratio,
+                   window=cfg.length)

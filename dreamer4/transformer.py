@@ -42,9 +42,13 @@ def rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Arra
   return rotated.reshape(x.shape).astype(x.dtype)
 
 
-def time_mask(episode: jax.Array) -> jax.Array:
-  """[B, T] episode ids -> [B, T, T] boolean: query t reads key u iff u <= t, same episode."""
-  causal = jnp.tril(jnp.ones((episode.shape[-1],) * 2, bool))
+def time_mask(episode: jax.Array, window: int = 0) -> jax.Array:
+  """[B, T] episode ids -> [B, T, T] boolean: query t reads key u iff u <= t, same episode,
+  and (with `window` > 0) t - u < window."""
+  frames = episode.shape[-1]
+  causal = jnp.tril(jnp.ones((frames, frames), bool))
+  if window:
+    causal &= ~jnp.tril(jnp.ones((frames, frames), bool), -window)
   return causal & (episode[..., :, None] == episode[..., None, :])
 
 
@@ -165,6 +169,7 @@ class SpaceTimeTransformer(nn.Module):
   temporal_every: int = 4
   mlp_ratio: float = 4.0
   qk_norm: bool = True
+  window: int = 0               # frames a frame reads, itself included (0: all before it)
 
   def setup(self):
     self.blocks = [Layer(axis, self.heads, self.kv_heads, self.mlp_ratio, self.qk_norm,
@@ -175,7 +180,7 @@ class SpaceTimeTransformer(nn.Module):
   def __call__(self, x, space, episode: Optional[jax.Array] = None):
     if episode is None:
       episode = jnp.zeros(x.shape[:2], jnp.int32)
-    time = time_mask(episode)
+    time = time_mask(episode, self.window)
     space = jnp.asarray(space)
     for block in self.blocks:
       x, _ = block(x, space, time)

@@ -37,20 +37,24 @@ def action_inputs(batch):
 
 
 def image_episodes(key, episode):
-  """Episode ids where IMAGE_SHARE of the sequences become separate images (unique per frame)."""
+  """(episode ids, alone [B, 1]): IMAGE_SHARE of the sequences become separate images, each
+  frame its own episode, so no frame reads another, in the tokenizer or the dynamics."""
   batch, frames = episode.shape
   alone = jax.random.uniform(key, (batch, 1)) < IMAGE_SHARE
   unique = -1 - (jnp.arange(batch)[:, None] * frames + jnp.arange(frames)[None])
-  return jnp.where(alone, unique, episode)
+  return jnp.where(alone, unique, episode), alone
 
 
-def dynamics_forward(model, params, z, batch, key, k_max: int):
-  """Shortcut-forcing loss of packed latents z [B, T, S, C] (Eq. 6-8) and the agent outputs h."""
+def dynamics_forward(model, params, encode_fn, batch, key, k_max: int):
+  """Shortcut-forcing loss (Eq. 6-8) of the frames' packed latents `encode_fn(frames,
+  episode)` [B, T, S, C], the agent outputs h, the metrics and which rows are images."""
   key_level, key_noise, key_images = jax.random.split(key, 3)
+  episode, alone = image_episodes(key_images, batch['episode'])
+  z = encode_fn(batch['frames'], episode)
   tau, d = shortcut.sample_levels(key_level, z.shape[:2], k_max)
   noisy = shortcut.noised(z, jax.random.normal(key_noise, z.shape), tau)
   action, known = action_inputs(batch)
-  episode = image_episodes(key_images, batch['episode'])
+  known = known & ~alone   # an image has no past, so no action led to it
   apply = lambda p, x, t, s: model.apply({'params': p}, x, t, s, action, known, episode)
   prediction, h = apply(params, noisy, tau, d)
   frozen = jax.lax.stop_gradient(params)
@@ -62,23 +66,26 @@ def dynamics_forward(model, params, z, batch, key, k_max: int):
   metrics = {'dynamics_loss': loss,
              'flow_loss': losses.masked_mean(per_frame, smallest),
              'bootstrap_loss': losses.masked_mean(per_frame, ~smallest)}
-  return loss, h, metrics
+  return loss, h, metrics, alone
 
 
-def agent_losses(heads, head_params, h, batch, mtp: int):
+def agent_losses(heads, head_params, h, batch, mtp: int, alone):
   """Behaviour cloning, reward and continue heads with multi-token prediction (Eq. 9).
 
   From h_t: a_{t+n}, r_{t+n} and c_{t+n} (reward[t] arrives with frame t, which h_t has seen),
-  n = 0..L, each masked past the window, the episode or (actions) unlabelled steps.
+  n = 0..L, each masked past the window, the episode or (actions) unlabelled steps; rows
+  trained as separate images (`alone` [B, 1]) have no history for the heads and are left out.
   """
   episode = batch['episode']
-  everywhere = jnp.ones_like(batch['is_first'])
+  everywhere = jnp.broadcast_to(~alone, batch['is_first'].shape)
   policy, reward, cont, _ = heads.apply({'params': head_params}, h)
-  actions, action_mask = losses.mtp_targets(batch['action'], episode, batch['has_action'],
-                                            mtp, 0)
+  actions, action_mask = losses.mtp_targets(batch['action'], episode,
+                                            batch['has_action'] & everywhere, mtp, 0)
   rewards, reward_mask = losses.mtp_targets(batch['reward'], episode, everywhere, mtp, 0)
+  reward_mask = reward_mask & everywhere[:, :, None]
   continues, _ = losses.mtp_targets(1.0 - batch['is_terminal'].astype(jnp.float32), episode,
                                     everywhere, mtp, 0)
+  action_mask = action_mask & everywhere[:, :, None]
   bc = losses.masked_mean(-losses.policy_log_prob(policy, actions), action_mask)
   reward_nll = losses.masked_mean(losses.twohot_nll(reward, rewards), reward_mask)
   cont_nll = losses.masked_mean(

@@ -119,6 +119,9 @@ def dyn():
       has_action=jnp.ones((B, T), bool),
       episode=jnp.zeros((B, T), jnp.int32))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), *inputs.values())['params']
+  # The output layer starts at zero; random weights let every input show in the prediction.
+  kernel = params['latent_out']['kernel']
+  params['latent_out']['kernel'] = jnp.asarray(rng.normal(size=kernel.shape), jnp.float32)
   apply = jax.jit(lambda p, kw: model.apply({'params': p}, **kw))
   return params, inputs, apply
 
