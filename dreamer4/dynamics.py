@@ -15,7 +15,8 @@ agent token's output h_t feeds the heads.
 
 Heads (Sec. 3.3): an MLP per head on h_t (stop-gradient in phase 3) with one output layer per
 multi-token distance n = 0..L (Eq. 9): the policy over a_{t+n}, the reward and continue flag
-that follow a_{t+n} (symexp two-hot reward as DreamerV3); the value (Eq. 10) has one output.
+that arrive with frame t+n (symexp two-hot reward as DreamerV3); the value (Eq. 10) has one
+output.
 """
 import flax.linen as nn
 import jax

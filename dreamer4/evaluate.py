@@ -51,8 +51,8 @@ def act(models, params, heads_params, windows, frames, is_first, key):
 
 
 def evaluate(config, models, params, heads_params, episodes: int, seed: int) -> list:
-  """Returns of `episodes` complete episodes in the real env: each of run.eval_envs envs plays
-  the same number of them (taking the first to finish would favour short episodes)."""
+  """Returns of complete episodes in the real env: each of run.eval_envs envs plays
+  ceil(episodes / eval_envs) of them (taking the first to finish would favour short ones)."""
   from common import envs   # pylint: disable=g-import-not-at-top
   from common.envs.jax_env import JaxBatch   # pylint: disable=g-import-not-at-top
   agent = config.agent

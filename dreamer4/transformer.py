@@ -208,12 +208,11 @@ def time_layers(layers: int, temporal_every: int) -> int:
 
 
 def init_cache(batch, slots, tokens, layers, temporal_every, heads, kv_heads, width) -> dict:
-  """An empty key-value cache of `slots` frames: keys and values [L_time, B, S, slots, kv, Dh],
-  each slot's episode id (-1: empty, read by no frame) and time position."""
+  """An empty key-value cache of `slots` frames: keys and values [L_time, B, S, slots, kv, Dh]
+  and each slot's episode id (-1: empty, read by no frame)."""
   shape = (time_layers(layers, temporal_every), batch, tokens, slots, kv_heads, width // heads)
   return {'key': jnp.zeros(shape), 'value': jnp.zeros(shape),
-          'episode': -jnp.ones((batch, slots), jnp.int32),
-          'position': jnp.zeros((batch, slots), jnp.int32)}
+          'episode': -jnp.ones((batch, slots), jnp.int32)}
 
 
 def write_cache(cache: dict, new: list, episode, position) -> dict:
@@ -226,5 +225,4 @@ def write_cache(cache: dict, new: list, episode, position) -> dict:
   value = jnp.stack([v[:, :, 0] for _, v in new], 1)
   return {'key': cache['key'].at[:, rows, :, slot].set(key),
           'value': cache['value'].at[:, rows, :, slot].set(value),
-          'episode': cache['episode'].at[rows, slot].set(episode),
-          'position': cache['position'].at[rows, slot].set(position)}
+          'episode': cache['episode'].at[rows, slot].set(episode)}

@@ -118,3 +118,23 @@ def test_cached_steps_equal_the_full_pass():
     cache = transformer.write_cache(cache, new, episode[:, t], position)
     np.testing.assert_allclose(prediction, full_prediction[:, t], atol=1e-5)
     np.testing.assert_allclose(h, full_h[:, t], atol=1e-5)
+
+
+def test_ring_cache_reads_one_training_window():
+  """A ring of W - 1 cached frames gives the full pass whose frames read W frames each."""
+  net = transformer.SpaceTimeTransformer(layers=4, heads=2, kv_heads=1, temporal_every=2,
+                                         window=3)
+  batch, frames, tokens, width = 2, 7, 3, 16
+  key = jax.random.PRNGKey(1)
+  x = jax.random.normal(key, (batch, frames, tokens, width))
+  space = np.ones((tokens, tokens), bool)
+  episode = jnp.array([[0] * 7, [0, 0, 1, 1, 1, 1, 1]])
+  params = net.init(key, x, space, episode)['params']
+  full = net.apply({'params': params}, x, space, episode)
+  cache = transformer.init_cache(batch, 2, tokens, 4, 2, 2, 1, width)
+  for t in range(frames):
+    position = jnp.full((batch,), t)
+    y, new = net.apply({'params': params}, x[:, t:t + 1], space, cache, episode[:, t], position,
+                       method=net.step)
+    cache = transformer.write_cache(cache, new, episode[:, t], position)
+    np.testing.assert_allclose(y[:, 0], full[:, t], atol=1e-5)

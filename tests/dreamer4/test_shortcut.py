@@ -197,3 +197,24 @@ def test_sample_matches_an_euler_loop(steps):
     tau = i * d
     z = z + d * (_f_numpy(w, z, tau, d) - z) / (1 - tau)
   np.testing.assert_allclose(np.asarray(got), z, rtol=1e-5, atol=1e-5)
+
+
+def test_teacher_passes_keep_smallest_step_frames_as_the_student_sees_them():
+  """Frames at d_min are context in the bootstrap's half-step passes: same z, tau and d (the
+  step embedding of d_min / 2 is never trained), while larger steps get d / 2."""
+  calls = []
+
+  def predict(z, tau, d):
+    calls.append((np.asarray(z), np.asarray(tau), np.asarray(d)))
+    return 0.5 * z + tau[..., None]
+
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 2)), jnp.float32)
+  tau = jnp.array([[0.25, 0.5, 0.125]])
+  d = jnp.array([[0.125, 0.5, 0.125]])
+  shortcut.shortcut_targets(predict, z, tau, d, 0.125)
+  (z1, tau1, d1), (z2, tau2, d2) = calls
+  for frame in (0, 2):   # d == d_min
+    np.testing.assert_array_equal(z2[0, frame], np.asarray(z)[0, frame])
+    assert tau1[0, frame] == tau2[0, frame] == tau[0, frame] and d1[0, frame] == d2[0, frame] == 0.125
+  assert d1[0, 1] == d2[0, 1] == 0.25 and tau2[0, 1] == 0.75
+  assert not np.allclose(z2[0, 1], np.asarray(z)[0, 1])
