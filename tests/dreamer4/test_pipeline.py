@@ -110,12 +110,17 @@ def test_cached_steps_equal_the_full_pass():
   params = model.init(key, z, tau, d, action, known, episode)['params']
   full_prediction, full_h = model.apply({'params': params}, z, tau, d, action, known, episode)
   cache = dynamics.empty_cache(model, batch, 8)
+
+  @jax.jit   # one compile for all frames
+  def step(cache, inputs, position):
+    prediction, h, new = model.apply({'params': params}, cache, *inputs, position,
+                                     method=model.step)
+    return prediction, h, transformer.write_cache(cache, new, inputs[-1], position)
+
   for t in range(frames):
     position = jnp.full((batch,), t)
-    prediction, h, new = model.apply({'params': params}, cache, z[:, t], tau[:, t], d[:, t],
-                                     action[:, t], known[:, t], episode[:, t], position,
-                                     method=model.step)
-    cache = transformer.write_cache(cache, new, episode[:, t], position)
+    inputs = (z[:, t], tau[:, t], d[:, t], action[:, t], known[:, t], episode[:, t])
+    prediction, h, cache = step(cache, inputs, position)
     np.testing.assert_allclose(prediction, full_prediction[:, t], atol=1e-5)
     np.testing.assert_allclose(h, full_h[:, t], atol=1e-5)
 
@@ -132,9 +137,14 @@ def test_ring_cache_reads_one_training_window():
   params = net.init(key, x, space, episode)['params']
   full = net.apply({'params': params}, x, space, episode)
   cache = transformer.init_cache(batch, 2, tokens, 4, 2, 2, 1, width)
+
+  @jax.jit   # one compile for all frames
+  def step(cache, frame, frame_episode, position):
+    y, new = net.apply({'params': params}, frame, space, cache, frame_episode, position,
+                       method=net.step)
+    return y, transformer.write_cache(cache, new, frame_episode, position)
+
   for t in range(frames):
     position = jnp.full((batch,), t)
-    y, new = net.apply({'params': params}, x[:, t:t + 1], space, cache, episode[:, t], position,
-                       method=net.step)
-    cache = transformer.write_cache(cache, new, episode[:, t], position)
+    y, cache = step(cache, x[:, t:t + 1], episode[:, t], position)
     np.testing.assert_allclose(y[:, 0], full[:, t], atol=1e-5)
