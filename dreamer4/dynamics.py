@@ -47,10 +47,6 @@ def pack(z, spatial: int):
   return z.reshape(z.shape[:2] + (spatial, -1))
 
 
-def unpack(z, latents: int):
-  return z.reshape(z.shape[:2] + (latents, -1))
-
-
 class Dynamics(nn.Module):
   """__call__(z [B, T, S_z, C], tau [B, T], d [B, T], action [B, T], has_action [B, T],
   episode [B, T]) -> (x-prediction [B, T, S_z, C], agent output h [B, T, W]).

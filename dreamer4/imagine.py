@@ -12,16 +12,12 @@ import jax.numpy as jnp
 
 from common.nn.distributions import TwoHot
 from dreamer4 import dynamics as dynamics_lib
-from dreamer4 import transformer
+from dreamer4 import shortcut, transformer
 
 
 def context_level(context_noise: float, k_max: int) -> float:
   """The signal level of context frames: 1 - context_noise on the 1 / K_max grid."""
   return round((1.0 - context_noise) * k_max) / k_max
-
-
-def corrupt(key, z, tau):
-  return (1 - tau) * jax.random.normal(key, z.shape) + tau * z
 
 
 class Generator:
@@ -46,21 +42,19 @@ class Generator:
     batch = z.shape[0]
     tau = jnp.full((batch,), self.tau_context)
     d = jnp.full((batch,), 1.0 / self.k_max)
-    _, h, new = self.step(params, cache, corrupt(key, z, self.tau_context), tau, d, action,
-                          known, episode, position)
+    noisy = shortcut.noised(z, jax.random.normal(key, z.shape), jnp.asarray(self.tau_context))
+    _, h, new = self.step(params, cache, noisy, tau, d, action, known, episode, position)
     return h, transformer.write_cache(cache, new, episode, position)
 
   def generate(self, params, key, cache, action, known, episode, position, shape):
     """The clean latents [B, S, C] of the next frame: K shortcut steps from noise (Sec. 3.2)."""
     batch = shape[0]
-    frame = jax.random.normal(key, shape)
-    step = 1.0 / self.steps
-    for i in range(self.steps):
-      level = i * step
-      prediction, _, _ = self.step(params, cache, frame, jnp.full((batch,), level),
-                                   jnp.full((batch,), step), action, known, episode, position)
-      frame = frame + step * (prediction - frame) / (1 - level)
-    return frame
+
+    def predict(frame, tau, d):
+      return self.step(params, cache, frame, jnp.full((batch,), tau), jnp.full((batch,), d),
+                       action, known, episode, position)[0]
+
+    return shortcut.sample(predict, jax.random.normal(key, shape), self.steps)
 
   def policy_logits(self, head_params, h):
     return self.heads.apply({'params': head_params}, h, method=self.heads.policy)[:, 0]
