@@ -4,7 +4,7 @@
         [--size size1m] [--updates 5] [--json OUT]
 
 DIR is danijar/dreamerv3 at f8817c4 (patched in a temporary copy, as
-experiments/reference_parity.py does). Both agents are built from their own presets for the
+experiments/reference_code.py does). Both agents are built from their own presets for the
 same suite and size (`--inputs image`: Crafter, 64x64x3 images and 17 discrete actions;
 `vector`: DMC proprio, a 24-dim vector and 6 continuous actions), float32, batch 16 x 64, with
 no replay context on either side (the reference's needs latents from its replay; it is one
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import reference_parity
+from experiments import reference_code
 
 BATCH, LENGTH = 16, 64
 INPUTS = {
@@ -242,7 +242,7 @@ def make_batch(obs_space, act_space, seed=0):
 def reference_step(reference_dir, inputs, size, obs_space, act_space, batch):
   """(jitted train, its arguments) of the reference at its preset for `inputs` and `size`."""
   import ninjax as nj  # pylint: disable=g-import-not-at-top
-  elements, reference_agent, presets = reference_parity.load_reference(reference_dir)
+  elements, reference_agent, presets = reference_code.load_reference(reference_dir)
   config = elements.Config(presets['defaults'])
   for name in (INPUTS[inputs]['reference'], size):
     config = config.update(presets[name])
@@ -250,10 +250,10 @@ def reference_step(reference_dir, inputs, size, obs_space, act_space, batch):
       'jax.platform': 'cpu', 'jax.compute_dtype': 'float32', 'jax.prealloc': False,
       'jax.enable_policy': False, 'batch_size': BATCH, 'batch_length': LENGTH,
       'replay_context': 0, 'logdir': tempfile.mkdtemp(prefix='dreamerv3-reference-logdir-')})
-  outer = reference_parity.build_reference(elements, reference_agent, config, obs_space,
+  outer = reference_code.build_reference(elements, reference_agent, config, obs_space,
                                            act_space, BATCH, LENGTH)
   train = jax.jit(lambda s, c, d: nj.pure(outer.model.train)(s, c, d, seed=0))
-  return train, reference_parity.reference_train_inputs(outer, batch)
+  return train, reference_code.reference_train_inputs(outer, batch)
 
 
 def our_step(inputs, size, obs_space, act_space, batch):

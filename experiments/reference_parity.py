@@ -7,8 +7,9 @@ DIR is danijar/dreamerv3 at f8817c4 (`../shared/reference/dreamerv3-f8817c4` her
 to a temporary folder, patched for current JAX (`jax.jit` shardings as keywords, the patch beside
 it) and imported from there, never from this project. Both agents are built with the same sizes
 for vector and image inputs, with a discrete and then a continuous action space; every
-parameter of the reference is copied into ours through `PARAMETER_TABLE` (a parameter of either
-side without a counterpart is an error). Both then see the same batch, and the script compares:
+parameter of the reference is copied into ours through `parameter_map.PARAMETER_TABLE` (a
+parameter of either side without a counterpart is an error). Both then see the same batch, and
+the script compares:
   - every loss term (the reference's names: dyn, rep, image, vector, rew, con, policy, value,
     repval) and the total loss;
   - the gradient of every parameter;
@@ -34,16 +35,15 @@ max_rel_err_params and the list of compared losses.
 import argparse
 import contextlib
 import json
-import pathlib
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from experiments import parameter_map
+from experiments import reference_code
 
 # Ours set to f8817c4's values where FIDELITY.md keeps a documented difference (row names).
 ALIGNED_SETTINGS = {
@@ -62,37 +62,6 @@ BATCH, LENGTH = 2, 8
 # there, 5e-6 of the tensor's scale), so the relative limit holds on the others.
 THRESHOLDS = {'max_rel_err_losses': 1e-4, 'max_significant_rel_err_grads': 1e-3,
               'max_scale_err_grads': 1e-4, 'max_rel_err_params': 1e-3}
-
-
-# ------------------------------------------------------------------ the reference, imported
-
-
-def patched_copy(directory):
-  """A temporary, writable copy of the reference checkout `directory` with the patch beside it
-  (`dreamerv3-jit-keywords.patch`: jax.jit shardings as keywords) applied."""
-  directory = pathlib.Path(directory).resolve()
-  if not (directory / 'dreamerv3' / 'agent.py').exists():
-    raise FileNotFoundError(f'{directory}: no dreamerv3/agent.py; pass the reference checkout '
-                            '(git clone https://github.com/danijar/dreamerv3 and check out f8817c4)')
-  patch = directory.parent / 'dreamerv3-jit-keywords.patch'
-  copy = pathlib.Path(tempfile.mkdtemp(prefix='dreamerv3-reference-')) / 'dreamerv3'
-  shutil.copytree(directory, copy)
-  for path in copy.rglob('*'):
-    path.chmod(path.stat().st_mode | 0o200)
-  if patch.exists():
-    subprocess.run(['patch', '-p1', '-s', '-i', str(patch)], cwd=copy, check=True)
-  return copy
-
-
-def load_reference(directory):
-  """Imports the reference's `dreamerv3.agent` from a patched temporary copy of `directory`."""
-  copy = patched_copy(directory)
-  sys.path.insert(0, str(copy))
-  import elements  # pylint: disable=g-import-not-at-top
-  import ruamel.yaml  # pylint: disable=g-import-not-at-top
-  from dreamerv3 import agent as reference_agent  # pylint: disable=g-import-not-at-top
-  presets = ruamel.yaml.YAML(typ='safe').load((copy / 'dreamerv3' / 'configs.yaml').read_text())
-  return elements, reference_agent, presets
 
 
 def reference_config(elements, presets, size):
@@ -115,25 +84,7 @@ def reference_config(elements, presets, size):
   })
 
 
-def build_reference(elements, reference_agent, config, obs_space, act_space, batch=BATCH,
-                    length=LENGTH):
-  """The reference agent (its outer embodied.jax.Agent) for our spaces."""
-  e_obs = {k: elements.Space(v.dtype, v.shape) for k, v in obs_space.items()}
-  if act_space.discrete:
-    e_act = {'action': elements.Space(np.int32, (), 0, act_space.n)}
-  else:
-    e_act = {'action': elements.Space(np.float32, act_space.shape, -1.0, 1.0)}
-  agent = reference_agent.Agent(e_obs, e_act, elements.Config(
-      # No precompile: this script traces the pieces it compares itself.
-      **config.agent, logdir=config.logdir, seed=0,
-      jax=elements.Config({**config.jax, 'precompile': False}), batch_size=batch,
-      batch_length=length, replay_context=0, report_length=length, replica=0, replicas=1))
-  # Its set-up forbids implicit transfers; this script moves its batches itself.
-  jax.config.update('jax_transfer_guard', 'allow')
-  return agent
-
-
-# ------------------------------------------------------------------ ours
+# ------------------------------------------------------------------ the two configurations
 
 
 def spaces(discrete):
@@ -165,140 +116,7 @@ def our_config(size):
   return config_lib.parse(argv, configs.PRESETS, 'experiments.reference_parity')
 
 
-# ------------------------------------------------------------------ the parameter table
-
-# Reference name (regular expression) -> our path ('/'-joined, groups substituted) and how the
-# array is laid out in ours (`to_our_layout`: None as it is, 'reshape', 'tokens', 'stoch_first',
-# or the continuous actor's 'mean' / 'stddev' half). `{rev}` is the decoder's conv index counted
-# from the output, `{out}` its output conv.
-PARAMETER_TABLE = [
-    (r'enc/cnn(\d+)/(kernel|bias)', r'world_model/encoder/cnn/conv\1/\2', None),
-    (r'enc/cnn(\d+)norm/scale', r'world_model/encoder/cnn/norm\1/scale', None),
-    (r'enc/mlp(\d+)/(kernel|bias)', r'world_model/encoder/mlp/linear\1/\2', None),
-    (r'enc/mlp(\d+)norm/scale', r'world_model/encoder/mlp/norm\1/scale', None),
-    (r'dyn/dynin(\d+)/(kernel|bias)', r'world_model/rssm/params/dyn_in_\1/\2', None),
-    (r'dyn/dynin(\d+)norm/scale', r'world_model/rssm/params/dyn_in_norm_\1/scale', None),
-    (r'dyn/dynhid(\d+)/kernel', r'world_model/rssm/params/cell/hidden\1/kernel', None),
-    (r'dyn/dynhid(\d+)/bias', r'world_model/rssm/params/cell/hidden\1/bias', 'reshape'),
-    (r'dyn/dynhid(\d+)norm/scale', r'world_model/rssm/params/cell/norm\1/scale', None),
-    (r'dyn/dyngru/kernel', r'world_model/rssm/params/cell/gates/kernel', None),
-    (r'dyn/dyngru/bias', r'world_model/rssm/params/cell/gates/bias', 'reshape'),
-    # The posterior layer reads [deter, tokens]: the reference's tokens are [vector, image]
-    # features, ours [image, vector]; the rows are reordered (the same function).
-    (r'dyn/obs0/kernel', r'world_model/rssm/params/obs_out/linear0/kernel', 'tokens'),
-    (r'dyn/obs(\d+)/(kernel|bias)', r'world_model/rssm/params/obs_out/linear\1/\2', None),
-    (r'dyn/obs(\d+)norm/scale', r'world_model/rssm/params/obs_out/norm\1/scale', None),
-    (r'dyn/obslogit/(kernel|bias)', r'world_model/rssm/params/obs_out/out/\1', None),
-    (r'dyn/prior(\d+)/(kernel|bias)', r'world_model/rssm/params/img_out/linear\1/\2', None),
-    (r'dyn/prior(\d+)norm/scale', r'world_model/rssm/params/img_out/norm\1/scale', None),
-    (r'dyn/priorlogit/(kernel|bias)', r'world_model/rssm/params/img_out/out/\1', None),
-    # The vector decoder reads [stoch, deter] in the reference, [deter, stoch] in ours.
-    (r'dec/mlp/linear0/kernel', r'world_model/decoder/mlp/linear0/kernel', 'stoch_first'),
-    (r'dec/mlp/linear(\d+)/(kernel|bias)', r'world_model/decoder/mlp/linear\1/\2', None),
-    (r'dec/mlp/norm(\d+)/scale', r'world_model/decoder/mlp/norm\1/scale', None),
-    (r'dec/vec/vector/pred/(kernel|bias)', r'world_model/decoder/mlp/out/\1', None),
-    (r'dec/sp0/kernel', r'world_model/decoder/cnn/space0/kernel', None),
-    (r'dec/sp0/bias', r'world_model/decoder/cnn/space0/bias', 'reshape'),
-    (r'dec/spnorm/scale', r'world_model/decoder/cnn/linear_norm/scale', None),
-    (r'dec/sp(\d+)/(kernel|bias)', r'world_model/decoder/cnn/space\1/\2', None),
-    (r'dec/sp(\d+)norm/scale', r'world_model/decoder/cnn/space\1_norm/scale', None),
-    (r'dec/conv(\d+)/(kernel|bias)', r'world_model/decoder/cnn/conv{rev}/\2', None),
-    (r'dec/conv(\d+)norm/scale', r'world_model/decoder/cnn/norm{rev}/scale', None),
-    (r'dec/imgout/(kernel|bias)', r'world_model/decoder/cnn/conv{out}/\1', None),
-    (r'rew/mlp/(linear|norm)(\d+)/(kernel|bias|scale)', r'world_model/reward/mlp/\1\2/\3', None),
-    (r'rew/head/logits/(kernel|bias)', r'world_model/reward/mlp/out/\1', None),
-    (r'con/mlp/(linear|norm)(\d+)/(kernel|bias|scale)', r'world_model/continue/mlp/\1\2/\3',
-     None),
-    (r'con/head/logit/(kernel|bias)', r'world_model/continue/mlp/out/\1', None),
-    (r'pol/mlp/(linear|norm)(\d+)/(kernel|bias|scale)', r'actor/mlp/\1\2/\3', None),
-    (r'pol/head/action/logits/(kernel|bias)', r'actor/mlp/out/\1', None),
-    (r'pol/head/action/(mean|stddev)/(kernel|bias)', r'actor/mlp/out/\2', r'\1'),
-    (r'val/mlp/(linear|norm)(\d+)/(kernel|bias|scale)', r'critic/mlp/\1\2/\3', None),
-    (r'val/head/logits/(kernel|bias)', r'critic/mlp/out/\1', None),
-]
-# The reference's slow critic is our TrainState.slow_critic (same table as val/).
-SLOW_PREFIX = ('slowval/', 'val/')
-# Reference state that is not a parameter: optimizer state, normaliser state, counters.
-NOT_PARAMETERS = r'^(opt/|retnorm/|valnorm/|advnorm/|slowval_count/)'
-
-
-def _name(path):
-  """'world_model/encoder/...' for a pytree key path."""
-  return '/'.join(str(getattr(k, 'key', k)) for k in path)
-
-
-def _flatten(tree):
-  return {_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _unflatten_like(tree, flat):
-  return jax.tree_util.tree_map_with_path(lambda path, _: flat[_name(path)], tree)
-
-
-def our_path(name, decoder_convs):
-  """(our '/'-joined path, layout, slow) of the reference parameter `name`; `slow` names a
-  parameter of the slow critic (its path then inside TrainState.slow_critic)."""
-  slow = name.startswith(SLOW_PREFIX[0])
-  if slow:
-    name = SLOW_PREFIX[1] + name[len(SLOW_PREFIX[0]):]
-  for pattern, replacement, layout in PARAMETER_TABLE:
-    match = re.fullmatch(pattern, name)
-    if match:
-      path = match.expand(replacement)
-      if '{rev}' in path:
-        path = path.replace('{rev}', str(decoder_convs - 1 - int(match.group(1))))
-      path = path.replace('{out}', str(decoder_convs))
-      layout = match.expand(layout) if layout and '\\' in layout else layout
-      return (path[len('critic/'):] if slow else path), layout, slow
-  raise KeyError(f'reference parameter {name}: no rule in PARAMETER_TABLE')
-
-
-def to_our_layout(value, layout, ours_value, dims):
-  """The reference's array as the part of our array it is: (index into ours, value).
-  dims: {'deter': D, 'vector': V} (V: the vector features in the tokens, 0 without)."""
-  value = np.asarray(value)
-  if layout == 'tokens':
-    deter, vector = dims['deter'], dims['vector']
-    return Ellipsis, np.concatenate(
-        [value[:deter], value[deter + vector:], value[deter:deter + vector]], 0)
-  if layout == 'stoch_first':
-    stoch = value.shape[0] - dims['deter']
-    return Ellipsis, np.concatenate([value[stoch:], value[:stoch]], 0)
-  if layout == 'reshape':   # the same values, ours per block or per output channel
-    return Ellipsis, value.reshape(ours_value.shape)
-  if layout in ('mean', 'stddev'):   # our continuous actor's output layer holds both halves
-    half = ours_value.shape[-1] // 2
-    return (Ellipsis, slice(0, half) if layout == 'mean' else slice(half, None)), value
-  return Ellipsis, value
-
-
-def map_parameters(reference, ours, slow_critic, decoder_convs, dims):
-  """(params, slow_critic) in our layout holding the reference's values.
-
-  Raises on a reference parameter without a rule, a rule whose target ours lacks, a shape that
-  does not match, or a parameter of ours that no reference parameter set.
-  """
-  flat, flat_slow = _flatten(ours), _flatten(slow_critic)
-  values = {k: np.full(v.shape, np.nan, np.float32) for k, v in flat.items()}
-  slow_values = {k: np.full(v.shape, np.nan, np.float32) for k, v in flat_slow.items()}
-  for name, value in sorted(reference.items()):
-    if re.match(NOT_PARAMETERS, name):
-      continue
-    path, layout, slow = our_path(name, decoder_convs)
-    target = slow_values if slow else values
-    if path not in target:
-      raise KeyError(f'reference parameter {name} -> {path}: ours has no such parameter')
-    index, value = to_our_layout(value, layout, target[path], dims)
-    if target[path][index].shape != value.shape:
-      raise ValueError(f'{name} {value.shape} -> {path} {target[path][index].shape}: shapes '
-                       'differ')
-    target[path][index] = value
-  unset = sorted(k for k, v in {**values, **{f'slow_critic/{k}': v for k, v in
-                                             slow_values.items()}}.items() if np.isnan(v).any())
-  if unset:
-    raise KeyError(f'our parameters with no reference counterpart: {unset}')
-  return (_unflatten_like(ours, {k: jnp.asarray(v) for k, v in values.items()}),
-          _unflatten_like(slow_critic, {k: jnp.asarray(v) for k, v in slow_values.items()}))
+# ------------------------------------------------------------------ errors
 
 
 def scale_error(ours, reference):
@@ -332,8 +150,8 @@ def compare_trees(ours_flat, reference, decoder_convs, dims):
   """{reference name: (ours, reference, max relative error)} over the reference's arrays."""
   out = {}
   for name, value in sorted(reference.items()):
-    path, layout, _ = our_path(name, decoder_convs)
-    index, value = to_our_layout(value, layout, ours_flat[path], dims)
+    path, layout, _ = parameter_map.our_path(name, decoder_convs)
+    index, value = parameter_map.to_our_layout(value, layout, ours_flat[path], dims)
     mine = np.asarray(ours_flat[path])[index]
     out[name] = (mine, value, relative_error(mine, value))
   return out
@@ -421,26 +239,12 @@ LOSS_NAMES = {'dyn': 'dyn_loss', 'rep': 'rep_loss', 'image': 'rec_image_loss',
               'policy': 'policy_loss', 'value': 'value_loss', 'repval': 'repval_loss'}
 
 
-def reference_train_inputs(outer, batch):
-  """(state, carry, data) for the reference's `train` on our batch [B, T]: its parameters as
-  arrays, its initial train carry, and the batch with the step ids and counters its replay
-  adds."""
-  import ninjax as nj  # pylint: disable=g-import-not-at-top
-  state = {k: jnp.asarray(v) for k, v in outer.params.items()}
-  data = {k: jnp.asarray(v) for k, v in batch.items()}
-  size, length = data['is_first'].shape
-  data['stepid'] = jnp.zeros((size, length, 20), jnp.uint8)
-  data['consec'] = jnp.zeros((size, length), jnp.int32)
-  _, carry = nj.pure(outer.model.init_train)(state, size)
-  return state, carry, data
-
-
 def reference_side(outer, batch, act_space):
   """(losses {name: mean}, total, grads {name: array}, params after one update) of the
   reference at its initial parameters."""
   import ninjax as nj  # pylint: disable=g-import-not-at-top
   model = outer.model
-  state, carry, data = reference_train_inputs(outer, batch)
+  state, carry, data = reference_code.reference_train_inputs(outer, batch)
   if act_space.discrete:
     data['action'] = data['action'].astype(jnp.int32)
   _, (carry3, obs, prevact, _) = nj.pure(model._apply_replay_context)(  # pylint: disable=protected-access
@@ -463,41 +267,44 @@ def reference_side(outer, batch, act_space):
           {k: np.asarray(new_state[k]) for k in trainable})
 
 
+def record_gradients():
+  """An optax transformation that passes gradients through unchanged and keeps the last ones
+  as its state: chained in front of our optimizer, one train step gives both the gradients
+  and the update."""
+  import optax  # pylint: disable=g-import-not-at-top
+  init = lambda params: jax.tree.map(jnp.zeros_like, params)
+  update = lambda grads, state, params=None: (grads, grads)
+  return optax.GradientTransformation(init, update)
+
+
 def our_side(config, obs_space, act_space, reference_params, batch):
   """The same quantities for ours, from the reference's parameters mapped into our layout.
-  Gradients are read through an optimizer whose state is the last gradient."""
+  Gradients are read from `record_gradients` in front of our optimizer (one compile)."""
   import optax  # pylint: disable=g-import-not-at-top
   from dreamer import agent as agent_lib  # pylint: disable=g-import-not-at-top
+  make_optimizer = agent_lib.make_optimizer
 
-  def capture_gradients(cfg):
-    del cfg
-    init = lambda params: jax.tree.map(jnp.zeros_like, params)
-    update = lambda grads, state, params=None: (jax.tree.map(jnp.zeros_like, grads), grads)
-    return optax.GradientTransformation(init, update), None
+  def recording(cfg):
+    optimizer, modules = make_optimizer(cfg)
+    return optax.chain(record_gradients(), optimizer), modules
 
-  results = {}
-  for name in ('gradients', 'update'):
-    make_optimizer = agent_lib.make_optimizer
-    if name == 'gradients':
-      agent_lib.make_optimizer = capture_gradients
-    try:
-      agent = agent_lib.make_agent(config, obs_space, act_space)
-    finally:
-      agent_lib.make_optimizer = make_optimizer
-    state = agent.init(jax.random.PRNGKey(0))
-    params, slow = map_parameters(reference_params, state.params, state.slow_critic,
-                                  len(config.agent.decoder.mults) - 1, token_dims(config))
-    # init's optimizer state fits: it depends on the parameters' shapes, not their values.
-    state = state.replace(params=params, slow_critic=slow)
-    with deterministic_sampling():
-      new_state, metrics = jax.jit(agent.train)(state, {k: jnp.asarray(v)
-                                                        for k, v in batch.items()})
-    results[name] = (new_state, metrics)
-  new_state, metrics = results['gradients']
+  agent_lib.make_optimizer = recording
+  try:
+    agent = agent_lib.make_agent(config, obs_space, act_space)
+  finally:
+    agent_lib.make_optimizer = make_optimizer
+  state = agent.init(jax.random.PRNGKey(0))
+  params, slow = parameter_map.map_parameters(
+      reference_params, state.params, state.slow_critic, len(config.agent.decoder.mults) - 1,
+      token_dims(config))
+  # init's optimizer state fits: it depends on the parameters' shapes, not their values.
+  state = state.replace(params=params, slow_critic=slow)
+  with deterministic_sampling():
+    new_state, metrics = jax.jit(agent.train)(state, {k: jnp.asarray(v)
+                                                      for k, v in batch.items()})
   losses = {ref: float(metrics[ours]) for ref, ours in LOSS_NAMES.items() if ours in metrics}
-  grads = _flatten(new_state.opt_state)
-  params = _flatten(results['update'][0].params)
-  return losses, float(metrics['loss']), grads, params
+  grads = parameter_map.flatten(new_state.opt_state[0])
+  return losses, float(metrics['loss']), grads, parameter_map.flatten(new_state.params)
 
 
 def token_dims(config):
@@ -507,7 +314,7 @@ def token_dims(config):
 
 def compare(reference_dir, size='debug', actions=('discrete', 'continuous')):
   """Runs both sides for each action kind; returns the JSON-able report."""
-  elements, reference_agent, presets = load_reference(reference_dir)
+  elements, reference_agent, presets = reference_code.load_reference(reference_dir)
   report = {'reference': str(reference_dir), 'size': size,
             'aligned_settings': {k: {'value': v, 'why': why}
                                  for k, (v, why) in ALIGNED_SETTINGS.items()},
@@ -516,8 +323,9 @@ def compare(reference_dir, size='debug', actions=('discrete', 'continuous')):
             'cases': {}}
   for kind in actions:
     obs_space, act_space = spaces(kind == 'discrete')
-    outer = build_reference(elements, reference_agent, reference_config(elements, presets, size),
-                            obs_space, act_space)
+    outer = reference_code.build_reference(
+        elements, reference_agent, reference_config(elements, presets, size), obs_space,
+        act_space, BATCH, LENGTH)
     config = our_config(size)
     convs = len(config.agent.decoder.mults) - 1
     batch = make_batch(obs_space, act_space)

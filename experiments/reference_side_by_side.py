@@ -5,7 +5,7 @@
         [--set key=value ...]
 
 For each seed, runs the reference's `dreamerv3/main.py` (DIR: danijar/dreamerv3 at f8817c4, a
-patched temporary copy, as experiments/reference_parity.py makes it) and then our
+patched temporary copy, as experiments/reference_code.py makes it) and then our
 `dreamer.main`, one after the other, each with the same size, train ratio, number of envs,
 suite (the reference's `dmc_proprio` preset; action repeat 2 on both, passed to the reference,
 whose f8817c4 default is 1), float32 compute on the CPU and seed. Runs live in OUT/reference/seed<k> and OUT/ours/seed<k>; a run whose
@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from experiments import plot as plot_lib
-from experiments import reference_parity
+from experiments import reference_code
 
 # The reference's config names for the suite of a task prefix (ours infers it from --env).
 REFERENCE_SUITES = {'dmc_': 'dmc_proprio'}
@@ -182,7 +182,7 @@ def main(argv=None):
                       'distribution and no network (the first episodes\' baseline)')
   args = parser.parse_args(argv)
   try:
-    copy = reference_parity.patched_copy(args.reference)
+    copy = reference_code.patched_copy(args.reference)
     commands = {
         'reference': lambda s, d: reference_command(copy, args.task, args.size, s, args.steps,
                                                     args.train_ratio, args.envs, d),

@@ -208,9 +208,8 @@ class RSSM(nn.Module):
     chex.assert_rank(prev_state.deter, 2, custom_message='prev_state.deter: expected [B, D]')
     chex.assert_shape(action, (prev_state.deter.shape[0], self.action_dim),
                       custom_message=f'action: expected [B, {self.action_dim}] float')
-    deter = self._core(prev_state.deter, prev_state.stoch, action.astype(jnp.float32))
-    dist, stats = self._latent(self.img_out(deter))
-    return RSSMState(deter, dist.sample(key), stats)
+    return self.prior(self._core(prev_state.deter, prev_state.stoch,
+                                 action.astype(jnp.float32)), key)
 
   def obs_step(self, prev_state: RSSMState, prev_action, embed, is_first, key):
     """Posterior step: q(z_t | h_t, e_t) with h_t from `img_step`  (PlaNet, Eq. 4).
@@ -219,6 +218,17 @@ class RSSM(nn.Module):
     prev_state: RSSMState [B]; prev_action: float [B, A]; embed: [B, E];
     is_first: bool [B]; key: PRNG key. Returns (post, prior), both RSSMState [B].
     """
+    post = self.post_step(prev_state, prev_action, embed, is_first, key)
+    return post, self.prior(post.deter, jax.random.split(key)[0])
+
+  def prior(self, deter, key) -> RSSMState:
+    """The prior p(z_t | h_t) at given h_t [B, D], its sample drawn with `key`."""
+    dist, stats = self._latent(self.img_out(deter))
+    return RSSMState(deter, dist.sample(key), stats)
+
+  def post_step(self, prev_state: RSSMState, prev_action, embed, is_first, key) -> RSSMState:
+    """`obs_step`'s posterior alone: h_t and q(z_t | h_t, e_t), without the prior head (the
+    observe scan computes the priors after the loop, from all h_t at once)."""
     chex.assert_rank(embed, 2, custom_message='embed: expected [B, E]')
     batch = embed.shape[0]
     chex.assert_shape(prev_action, (batch, self.action_dim),
@@ -234,12 +244,11 @@ class RSSM(nn.Module):
 
     prev_state = jax.tree.map(reset, prev_state, init)
     prev_action = jnp.where(first[:, None], 0.0, prev_action.astype(jnp.float32))
-    prior_key, post_key = jax.random.split(key)
-    prior = self.img_step(prev_state, prev_action, prior_key)
-    x = jnp.concatenate([prior.deter, embed.astype(jnp.float32)], -1)
+    post_key = jax.random.split(key)[1]
+    deter = self._core(prev_state.deter, prev_state.stoch, prev_action)
+    x = jnp.concatenate([deter, embed.astype(jnp.float32)], -1)
     dist, stats = self._latent(self.obs_out(x))
-    post = RSSMState(prior.deter, dist.sample(post_key), stats)
-    return post, prior
+    return RSSMState(deter, dist.sample(post_key), stats)
 
   def feat(self, state: RSSMState):
     """Features [h, flatten(z)]: [..., deter + stoch * max(classes, 1)] float32."""
@@ -292,13 +301,17 @@ def observe(rssm: RSSM, params, embed, prev_action, is_first, state: Optional[RS
 
   def step(prev, inputs):
     embed_t, action_t, first_t, key_t = inputs
-    post, prior = rssm.apply(params, prev, action_t, embed_t, first_t, key_t,
-                             method=RSSM.obs_step)
-    return post, (post, prior)
+    post = rssm.apply(params, prev, action_t, embed_t, first_t, key_t, method=RSSM.post_step)
+    return post, post
 
   inputs = (_swap(embed), _swap(prev_action), _swap(is_first), keys)
-  _, (post, prior) = jax.lax.scan(step, _float_state(state), inputs,
-                                  unroll=min(rssm.config.unroll, length))
+  _, post = jax.lax.scan(step, _float_state(state), inputs,
+                         unroll=min(rssm.config.unroll, length))
+  # The priors read only h_t: one batched pass after the loop (as f8817c4 rssm.py `loss`
+  # does), so the sequential loop carries no prior head. Step t's key as in `obs_step`.
+  prior_keys = jax.vmap(lambda k: jax.random.split(k)[0])(keys)
+  prior = jax.vmap(lambda deter, k: rssm.apply(params, deter, k, method=RSSM.prior),
+                   in_axes=(0, 0))(post.deter, prior_keys)
   return _swap(post), _swap(prior)
 
 

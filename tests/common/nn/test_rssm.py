@@ -106,6 +106,39 @@ def test_observe_matches_python_loop_with_reset_shapes_and_gradients(config):
   np.testing.assert_allclose(no_reset.deter[1:], post.deter[1:], rtol=1e-6)
 
 
+def _dots(jaxpr) -> int:
+  """The matrix products in a jaxpr, those inside its sub-jaxprs (pjit, custom_jvp) counted."""
+  count = 0
+  for eqn in jaxpr.eqns:
+    count += eqn.primitive.name == 'dot_general'
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        sub = getattr(sub, 'jaxpr', sub)   # a ClosedJaxpr's Jaxpr
+        count += _dots(sub) if hasattr(sub, 'eqns') else 0
+  return count
+
+
+@pytest.mark.parametrize('config', [V3, V1], ids=['v3', 'v1'])
+def test_observe_loop_holds_the_posterior_step_and_no_prior_head(config):
+  """The sequential loop runs only h_t and q(z_t | h_t, e_t); the priors, which read h_t
+  alone, are one batched pass after it (as f8817c4 rssm.py `loss`): fewer kernels per step on
+  an accelerator (issue 32). Their values are the per-step loop's (the test above)."""
+  model, params, embed, action, is_first = _setup(config)
+  jaxpr = jax.make_jaxpr(lambda p: rssm_lib.observe(
+      model, p, embed, action, is_first, None, jax.random.PRNGKey(0)))(params)
+  loops = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
+  assert len(loops) == 1
+  state = model.apply(params, 3, method=RSSM.initial)
+  args = (state, action[:, 0], embed[:, 0], is_first[:, 0], jax.random.PRNGKey(0))
+  step = lambda method: _dots(jax.make_jaxpr(
+      lambda p: model.apply(p, *args, method=method))(params).jaxpr)
+  body = _dots(loops[0].params['jaxpr'].jaxpr)
+  assert body == step(RSSM.post_step) < step(RSSM.obs_step)
+  prior_head = step(RSSM.obs_step) - step(RSSM.post_step)
+  assert prior_head == config.img_layers + 1
+  assert _dots(jaxpr.jaxpr) == body + prior_head   # the priors: once, outside the loop
+
+
 def test_same_key_same_output_and_imagine_matches_loop():
   model, params, embed, action, is_first = _setup(V3)
   observe = _observe(model)
