@@ -269,9 +269,8 @@ def observe_step(wm: WorldModel, params: dict, latent: rssm_lib.RSSMState, actio
   `latent` [N] (is_first resets to the initial state): one step of acting."""
   embed = encode(wm, params, obs)
   is_first = jnp.asarray(obs['is_first']).astype(bool)
-  post, _ = wm.rssm.apply(params['rssm'], latent, action, embed, is_first, key,
-                          method=rssm_lib.RSSM.obs_step)
-  return post
+  return wm.rssm.apply(params['rssm'], latent, action, embed, is_first, key,
+                       method=rssm_lib.RSSM.post_step)
 
 
 def stoch_vector(wm: WorldModel, state: rssm_lib.RSSMState) -> chex.Array:

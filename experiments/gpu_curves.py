@@ -18,7 +18,7 @@ env frames, their mean over seeds, and the published DreamerV3 curve of the same
 the same bins (mean, min and max over its seeds, read from `--reference`: `.whl/
 reference_scores` where `experiments.fetch_wheels` puts it, or the shared folder beside the
 project). `DIR/gpu_curves.png` draws each seed thin, their mean thick, over the published
-band (where matplotlib is installed; the GPU image lacks it, so there `python -m
+band (where matplotlib is installed, as the GPU image lists it; where it is missing, `python -m
 experiments.gpu_curves --plot DIR/gpu_curves.json` draws it afterwards from the JSON). Both
 are rewritten every `POLL_S` seconds while a run trains, so a cut-off slot still returns its
 curves. The published curves come from dm_control (float64 MuJoCo); MJX simulates
@@ -43,6 +43,7 @@ from experiments import plot as plot_lib
 BIN_FRAMES = 10_000
 ACTION_REPEAT = 2      # the dmc_proprio preset's
 HARNESS_S = 60         # the speed harness's share, both sizes together
+STEPS = 250_000        # agent steps per seed: dmc_proprio's 500k frames at action repeat 2
 SAVE_S = 60            # seconds between the runs' checkpoints
 POLL_S = 15            # seconds between rewrites of the curves
 STOP_S = 30            # a run's time to save and exit after SIGTERM
@@ -141,8 +142,8 @@ def plot(report: dict, path: str):
 
 
 def write(out: str, report: dict):
-  """The JSON, and the PNG where matplotlib is installed (the GPU image lacks it and its wheels
-  would not fit the carried folder: `--plot DIR/gpu_curves.json` draws it afterwards)."""
+  """The JSON, and the PNG where matplotlib is installed (elsewhere `--plot DIR/gpu_curves.json`
+  draws it afterwards)."""
   with open(os.path.join(out, 'gpu_curves.json'), 'w') as file:
     json.dump(report, file, indent=1)
   try:
@@ -171,7 +172,10 @@ def run_command(task, seeds, size, logdir, tiny) -> list:
                 '--set', 'run.chunk=25', '--set', 'run.train_ratio=32',
                 '--set', 'env.time_limit=25']
   else:
-    command += ['--steps', '250000']   # the preset's 500k frames; the budget stops it sooner
+    # The preset's 500k frames; the budget stops it sooner. The replay never holds more than
+    # the run's steps, so its capacity is that: the preset's 5M steps per seed would preallocate
+    # 20-22 GiB of device memory for 4 seeds (and more than half of a CPU's memory in a dry run).
+    command += ['--steps', str(STEPS), '--set', f'replay.capacity={STEPS}']
   return command
 
 

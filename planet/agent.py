@@ -270,8 +270,8 @@ def _make(config, obs_space: dict, act_space):
     image_key, obs_key, plan_key, noise_key = jax.random.split(key, 4)
     params = state.params
     embed = encoder.apply(params['encoder'], preprocess(obs['image'], bits, image_key))
-    latent, _ = rssm.apply(params['rssm'], latent, prev_action, embed,
-                           obs['is_first'].astype(bool), obs_key, method=rssm_lib.RSSM.obs_step)
+    latent = rssm.apply(params['rssm'], latent, prev_action, embed,
+                        obs['is_first'].astype(bool), obs_key, method=rssm_lib.RSSM.post_step)
     if mode == 'random':
       action = jax.random.uniform(noise_key, (num, action_dim), jnp.float32, -1.0, 1.0)
       return action, (latent, action)

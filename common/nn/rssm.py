@@ -2,7 +2,7 @@
 
   deterministic state   h_t = f(h_{t-1}, z_{t-1}, a_{t-1})        (GRU / block GRU)
   prior                 z_t ~ p(z_t | h_t)                       (`img_step`)
-  posterior             z_t ~ q(z_t | h_t, e_t)                  (`obs_step`)
+  posterior             z_t ~ q(z_t | h_t, e_t)                  (`post_step`; `obs_step` both)
   features              [h_t, z_t]                               (`feat`)
 
 One module covers

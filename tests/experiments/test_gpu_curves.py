@@ -59,6 +59,21 @@ def test_non_mjx_task_is_a_one_line_error(tmp_path, capsys):
   assert 'mjx_<domain>_<task>' in capsys.readouterr().err
 
 
+def test_slot_runs_preallocate_only_the_replay_they_fill(tmp_path):
+  """The slot's command at full size: dmc_proprio's 250k agent steps per seed, and a replay of
+  that capacity. The preset's 5M would preallocate 20-22 GiB of device memory for 4 seeds, and
+  the CPU dry run of the full command refused to start on that."""
+  from common.run import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dreamer import configs  # pylint: disable=g-import-not-at-top
+  command = gpu_curves.run_command('mjx_walker_walk', 4, 'size1m', str(tmp_path / 'run'), False)
+  assert command[1:3] == ['-m', 'dreamer.main']
+  config = config_lib.parse(command[3:], configs.PRESETS)
+  assert config.run.steps == gpu_curves.STEPS == 250_000
+  assert config.replay.capacity == config.run.steps
+  assert config.run.seeds == 4 and config.run.loop == 'device'
+  assert config.env.action_repeat == 2 and config.run.train_ratio == 512
+
+
 def test_tiny_dry_run_writes_curves_and_harness(tmp_path):
   """The prepared GPU command at debug size on the CPU: speed harness, then MJX cartpole
   swingup under --loop device with 2 vmapped seeds, curves and figure written."""
