@@ -310,8 +310,8 @@ def observe(rssm: RSSM, params, embed, prev_action, is_first, state: Optional[RS
   # The priors read only h_t: one batched pass after the loop (as f8817c4 rssm.py `loss`
   # does), so the sequential loop carries no prior head. Step t's key as in `obs_step`.
   prior_keys = jax.vmap(lambda k: jax.random.split(k)[0])(keys)
-  prior = jax.vmap(lambda deter, k: rssm.apply(params, deter, k, method=RSSM.prior),
-                   in_axes=(0, 0))(post.deter, prior_keys)
+  prior = jax.vmap(lambda deter, k: rssm.apply(params, deter, k, method=RSSM.prior))(
+      post.deter, prior_keys)
   return _swap(post), _swap(prior)
 
 
