@@ -78,17 +78,17 @@ def test_tiny_dry_run_writes_curves_and_harness(tmp_path):
   """The prepared GPU command at debug size on the CPU: speed harness, then MJX cartpole
   swingup under --loop device with 2 vmapped seeds, curves and figure written."""
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.gpu_curves', '--tiny', '--budget', '400', '--out',
+      [sys.executable, '-m', 'experiments.gpu_curves', '--tiny', '--budget', '600', '--out',
        str(tmp_path), '--tasks', 'mjx_cartpole_swingup', '--seeds', '2'],
-      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.load(open(tmp_path / 'gpu_curves.json'))
   assert report['status'] == {'mjx_cartpole_swingup': 'done'}
   harness = report['harness']
-  assert harness['status'] in ('done', 'out of time') and harness['budget_s'] == 60
-  assert all(r['size'] in ('size1m', 'size12m') and r['updates_per_s'] > 0
-             for r in harness['results'])
+  assert harness['status'] == 'done' and harness['budget_s'] == 150   # a quarter of 600 s
+  assert [r['size'] for r in harness['results']] == ['size1m']
+  assert harness['results'][0]['updates_per_s'] > 0
   result = report['tasks']['mjx_cartpole_swingup']
   assert sorted(result['seeds']) == ['0', '1']
   # 150 agent steps = 300 frames in 100-frame bins; episodes of 25 steps end in bins 1 and 2.
