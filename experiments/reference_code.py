@@ -42,8 +42,7 @@ def load_reference(directory):
   return elements, reference_agent, presets
 
 
-def build_reference(elements, reference_agent, config, obs_space, act_space, batch,
-                    length):
+def build_reference(elements, reference_agent, config, obs_space, act_space, batch, length):
   """The reference agent (its outer embodied.jax.Agent) for our spaces."""
   e_obs = {k: elements.Space(v.dtype, v.shape) for k, v in obs_space.items()}
   if act_space.discrete:
@@ -51,11 +50,11 @@ def build_reference(elements, reference_agent, config, obs_space, act_space, bat
   else:
     e_act = {'action': elements.Space(np.float32, act_space.shape, -1.0, 1.0)}
   agent = reference_agent.Agent(e_obs, e_act, elements.Config(
-      # No precompile: this script traces the pieces it compares itself.
+      # No precompile: the callers trace the pieces they compare or time themselves.
       **config.agent, logdir=config.logdir, seed=0,
       jax=elements.Config({**config.jax, 'precompile': False}), batch_size=batch,
       batch_length=length, replay_context=0, report_length=length, replica=0, replicas=1))
-  # Its set-up forbids implicit transfers; this script moves its batches itself.
+  # Its set-up forbids implicit transfers; the callers move their batches themselves.
   jax.config.update('jax_transfer_guard', 'allow')
   return agent
 
